@@ -1,0 +1,81 @@
+//! The whole API on one local port: every function's handler behind the same dispatch the
+//! Lambda functions use, so local runs and tests exercise the deployed code paths.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use auth::http::routes::Function;
+use auth::http::{dispatch, Handler, HttpBody};
+use auth::App;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+
+/// Past this, an oversized body is not even drained: the connection is dropped.
+const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
+
+pub fn handler_for(function: Function) -> Option<Handler> {
+    Some(match function {
+        Function::Accounts => accounts::handler,
+        Function::Login => login::handler,
+        Function::PasswordReset => password_reset::handler,
+        Function::Totp => totp::handler,
+        Function::StaticCodes => static_codes::handler,
+    })
+}
+
+/// Accepts connections until the listener fails.
+pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let app = app.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request| {
+                let app = app.clone();
+                async move { Ok::<_, Infallible>(handle(app, request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// Reads at most `limit + 1` bytes of the body into memory (enough for dispatch to answer 413),
+/// draining the rest so the client can read the answer.
+async fn read_body(mut body: Incoming, limit: usize) -> Option<Vec<u8>> {
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.ok()?.into_data() else {
+            continue;
+        };
+        seen += data.len();
+        if seen > DRAIN_LIMIT {
+            return None;
+        }
+        let room = (limit + 1).saturating_sub(kept.len());
+        kept.extend_from_slice(&data[..data.len().min(room)]);
+    }
+    Some(kept)
+}
+
+async fn handle(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let bytes = read_body(body, app.settings.max_body_bytes)
+        .await
+        .unwrap_or_else(|| vec![0; app.settings.max_body_bytes + 1]);
+    let request = hyper::Request::from_parts(parts, HttpBody::from(bytes));
+    let request_id = auth::service::random_id();
+    let response = dispatch(&app, request, &request_id, &handler_for).await;
+    let (parts, body) = response.into_parts();
+    let bytes = match body {
+        HttpBody::Empty => Bytes::new(),
+        HttpBody::Text(text) => Bytes::from(text),
+        HttpBody::Binary(binary) => Bytes::from(binary),
+        _ => Bytes::new(),
+    };
+    hyper::Response::from_parts(parts, Full::new(bytes))
+}

@@ -1,0 +1,10 @@
+//! Lambda entry point: password-reset's routes of the route table.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    auth::http::lambda::run(
+        auth::http::routes::Function::PasswordReset,
+        password_reset::handler,
+    )
+    .await
+}

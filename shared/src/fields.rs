@@ -1,0 +1,203 @@
+//! Request bodies and fields with DRF's semantics and messages (SPEC §1): JSON objects or
+//! form-encoded bodies; strings trimmed; every failing field reported at once.
+
+use serde_json::{Map, Value};
+
+use crate::email::{Email, MAX_EMAIL_CHARS};
+use crate::error::FieldErrors;
+use crate::password::Password;
+use crate::Error;
+
+pub const REQUIRED: &str = "This field is required.";
+pub const NULL: &str = "This field may not be null.";
+pub const BLANK: &str = "This field may not be blank.";
+pub const NOT_A_STRING: &str = "Not a valid string.";
+pub const INVALID_EMAIL: &str = "Enter a valid email address.";
+
+/// A parsed request body: field name to value (form fields become strings).
+#[derive(Debug, Default)]
+pub struct Body(Map<String, Value>);
+
+impl Body {
+    /// Parses per the content type. An empty body is an empty object whatever its type, as DRF
+    /// treats a body without content.
+    pub fn parse(content_type: Option<&str>, bytes: &[u8]) -> Result<Self, Error> {
+        if bytes.is_empty() {
+            return Ok(Self::default());
+        }
+        let raw_type = content_type.unwrap_or("");
+        let media_type = raw_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media_type.as_str() {
+            "application/json" => Self::from_json(bytes),
+            "application/x-www-form-urlencoded" => Ok(Self(
+                form_urlencoded::parse(bytes)
+                    .map(|(k, v)| (k.into_owned(), Value::String(v.into_owned())))
+                    .collect(),
+            )),
+            _ => Err(Error::UnsupportedMediaType(raw_type.to_owned())),
+        }
+    }
+
+    fn from_json(bytes: &[u8]) -> Result<Self, Error> {
+        let value: Value =
+            serde_json::from_slice(bytes).map_err(|e| Error::MalformedJson(e.to_string()))?;
+        let python_type = match value {
+            Value::Object(map) => return Ok(Self(map)),
+            Value::Null => return Err(Error::non_field("No data provided")),
+            Value::Array(_) => "list",
+            Value::String(_) => "str",
+            Value::Bool(_) => "bool",
+            Value::Number(n) if n.is_f64() => "float",
+            Value::Number(_) => "int",
+        };
+        Err(Error::non_field(format!(
+            "Invalid data. Expected a dictionary, but got {python_type}."
+        )))
+    }
+
+    pub fn fields(&self) -> Fields<'_> {
+        Fields {
+            body: self,
+            errors: FieldErrors::new(),
+        }
+    }
+}
+
+/// Reads fields one by one, collecting errors; `finish` answers them all at once.
+pub struct Fields<'a> {
+    body: &'a Body,
+    errors: FieldErrors,
+}
+
+impl Fields<'_> {
+    /// A required string field (DRF `CharField`): numbers are coerced, other types refused,
+    /// surrounding whitespace trimmed, blank refused.
+    pub fn string(&mut self, name: &str) -> Option<String> {
+        let value = match self.body.0.get(name) {
+            None => return self.fail(name, REQUIRED),
+            Some(Value::Null) => return self.fail(name, NULL),
+            Some(Value::String(s)) => s.trim().to_owned(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => return self.fail(name, NOT_A_STRING),
+        };
+        if value.is_empty() {
+            return self.fail(name, BLANK);
+        }
+        Some(value)
+    }
+
+    /// A password field: a string field whose value is wrapped at once so it cannot be printed.
+    pub fn password(&mut self, name: &str) -> Option<Password> {
+        self.string(name).map(Password::new)
+    }
+
+    /// A required email field (DRF `EmailField` on a 254-character model field).
+    pub fn email(&mut self, name: &str) -> Option<Email> {
+        let raw = self.email_text(name)?;
+        let mut ok = true;
+        if raw.chars().count() > MAX_EMAIL_CHARS {
+            self.errors.add(
+                name,
+                format!("Ensure this field has no more than {MAX_EMAIL_CHARS} characters."),
+            );
+            ok = false;
+        }
+        match Email::parse(&raw) {
+            Some(email) if ok => Some(email),
+            Some(_) => None,
+            None => self.fail(name, INVALID_EMAIL),
+        }
+    }
+
+    /// The text of an email field without validating it as an address (login looks up
+    /// whatever was typed, at the same cost either way). Non-strings are refused as SPEC §1 says.
+    pub fn email_text(&mut self, name: &str) -> Option<String> {
+        match self.body.0.get(name) {
+            None | Some(Value::Null) | Some(Value::String(_)) => self.string(name),
+            Some(_) => self.fail(name, INVALID_EMAIL),
+        }
+    }
+
+    pub fn add_error(&mut self, name: &str, message: impl Into<String>) {
+        self.errors.add(name, message);
+    }
+
+    pub fn extend_errors(&mut self, name: &str, messages: Vec<String>) {
+        self.errors.extend(name, messages);
+    }
+
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+
+    /// The errors so far, for domain checks that add their own before answering.
+    pub fn into_errors(self) -> FieldErrors {
+        self.errors
+    }
+
+    pub fn finish(self) -> Result<(), Error> {
+        self.errors.into_result()
+    }
+
+    fn fail<T>(&mut self, name: &str, message: &str) -> Option<T> {
+        self.errors.add(name, message);
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(text: &str) -> Result<Body, Error> {
+        Body::parse(Some("application/json"), text.as_bytes())
+    }
+
+    #[test]
+    fn a_json_array_is_not_a_dictionary() {
+        let err = json("[1]").unwrap_err();
+        let Error::Fields(errors) = err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(
+            errors.get("non_field_errors").unwrap(),
+            ["Invalid data. Expected a dictionary, but got list."]
+        );
+    }
+
+    #[test]
+    fn numbers_are_coerced_and_strings_trimmed() {
+        let body = json(r#"{"a": 12345678, "b": "  x  ", "c": true}"#).unwrap();
+        let mut fields = body.fields();
+        assert_eq!(fields.string("a").as_deref(), Some("12345678"));
+        assert_eq!(fields.string("b").as_deref(), Some("x"));
+        assert_eq!(fields.string("c"), None);
+        assert_eq!(fields.errors.get("c").unwrap(), [NOT_A_STRING]);
+    }
+
+    #[test]
+    fn a_form_body_is_read_as_strings() {
+        let body = Body::parse(
+            Some("application/x-www-form-urlencoded; charset=utf-8"),
+            b"email=a%40b.com&password=",
+        )
+        .unwrap();
+        let mut fields = body.fields();
+        assert_eq!(fields.string("email").as_deref(), Some("a@b.com"));
+        assert_eq!(fields.string("password"), None);
+        assert_eq!(fields.errors.get("password").unwrap(), [BLANK]);
+    }
+
+    #[test]
+    fn other_content_types_are_unsupported() {
+        assert!(matches!(
+            Body::parse(Some("text/plain"), b"x"),
+            Err(Error::UnsupportedMediaType(t)) if t == "text/plain"
+        ));
+    }
+}

@@ -1,0 +1,37 @@
+//! The Lambda entry point every function binary calls: init once, then serve events.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use lambda_http::{service_fn, Request, RequestExt};
+
+use super::routes::Function;
+use super::{dispatch, Handler};
+use crate::config::Mode;
+use crate::http::app::App;
+use crate::telemetry;
+
+/// Builds the app (clients, keys, warmed connections) at init, then serves `function`'s routes.
+/// A configuration error stops the function at init rather than answering requests.
+pub async fn run(function: Function, handler: Handler) -> Result<(), lambda_http::Error> {
+    telemetry::init(Mode::Lambda);
+    let app = match App::from_env(Mode::Lambda).await {
+        Ok(app) => Arc::new(app),
+        Err(err) => {
+            tracing::error!(error = %err, function = function.crate_name(), "start-up failed");
+            return Err(err.into());
+        }
+    };
+    lambda_http::run(service_fn(move |request: Request| {
+        let app = app.clone();
+        async move {
+            let request_id = request
+                .lambda_context_ref()
+                .map(|c| c.request_id.clone())
+                .unwrap_or_default();
+            let handlers = move |f: Function| (f == function).then_some(handler);
+            Ok::<_, Infallible>(dispatch(&app, request, &request_id, &handlers).await)
+        }
+    }))
+    .await
+}

@@ -1,0 +1,257 @@
+//! The route table: the single truth for the local server, the Lambda functions, the infra
+//! checks and the tests.
+
+use crate::Error;
+
+/// A deployable Lambda function (one crate under `functions/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Function {
+    Accounts,
+    Login,
+    PasswordReset,
+    Totp,
+    StaticCodes,
+}
+
+impl Function {
+    pub const ALL: [Function; 5] = [
+        Self::Accounts,
+        Self::Login,
+        Self::PasswordReset,
+        Self::Totp,
+        Self::StaticCodes,
+    ];
+
+    /// The crate (and binary) name under `functions/`.
+    pub fn crate_name(self) -> &'static str {
+        match self {
+            Self::Accounts => "accounts",
+            Self::Login => "login",
+            Self::PasswordReset => "password-reset",
+            Self::Totp => "totp",
+            Self::StaticCodes => "static-codes",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    UserCreate,
+    UserView,
+    UserLogoutAll,
+    UserDelete,
+    PasswordReset,
+    PasswordResetConfirm,
+    PasswordChange,
+    Login,
+    TotpCreate,
+    TotpLogin,
+    TotpDelete,
+    StaticCreate,
+    StaticLogin,
+}
+
+/// A path parameter and the shape it must have (anything else is a 404).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Param {
+    TotpCode,
+    EmergencyCode,
+}
+
+impl Param {
+    pub fn accepts(self, segment: &str) -> bool {
+        match self {
+            Self::TotpCode => crate::totp::is_totp_code_shape(segment),
+            Self::EmergencyCode => crate::totp::is_emergency_code_shape(segment),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Route {
+    pub endpoint: Endpoint,
+    pub methods: &'static [&'static str],
+    /// With trailing slash; `{code}` marks the parameter segment.
+    pub template: &'static str,
+    pub function: Function,
+    pub param: Option<Param>,
+}
+
+macro_rules! route {
+    ($endpoint:ident, [$($m:literal),+], $template:literal, $function:ident) => {
+        route!($endpoint, [$($m),+], $template, $function, None)
+    };
+    ($endpoint:ident, [$($m:literal),+], $template:literal, $function:ident, $param:expr) => {
+        Route {
+            endpoint: Endpoint::$endpoint,
+            methods: &[$($m),+],
+            template: $template,
+            function: Function::$function,
+            param: $param,
+        }
+    };
+}
+
+pub static ROUTES: &[Route] = &[
+    route!(UserCreate, ["POST"], "/api/user/create/", Accounts),
+    route!(UserView, ["GET"], "/api/user/view/", Accounts),
+    route!(UserLogoutAll, ["POST"], "/api/user/logout/all/", Accounts),
+    route!(
+        UserDelete,
+        ["POST", "DELETE"],
+        "/api/user/delete/",
+        Accounts
+    ),
+    route!(
+        PasswordChange,
+        ["POST"],
+        "/api/user/password/change/",
+        Accounts
+    ),
+    route!(Login, ["POST"], "/api/user/login/", Login),
+    route!(
+        PasswordReset,
+        ["POST"],
+        "/api/user/password/reset/",
+        PasswordReset
+    ),
+    route!(
+        PasswordResetConfirm,
+        ["POST"],
+        "/api/user/password/reset/confirm/",
+        PasswordReset
+    ),
+    route!(TotpCreate, ["GET"], "/api/totp/create/", Totp),
+    route!(
+        TotpLogin,
+        ["POST"],
+        "/api/totp/login/{code}/",
+        Totp,
+        Some(Param::TotpCode)
+    ),
+    route!(TotpDelete, ["POST"], "/api/totp/delete/", Totp),
+    route!(StaticCreate, ["GET"], "/api/static/create/", StaticCodes),
+    route!(
+        StaticLogin,
+        ["POST", "GET"],
+        "/api/static/login/{code}/",
+        StaticCodes,
+        Some(Param::EmergencyCode)
+    ),
+];
+
+impl Route {
+    pub fn get(endpoint: Endpoint) -> &'static Route {
+        ROUTES
+            .iter()
+            .find(|r| r.endpoint == endpoint)
+            .expect("every endpoint has a route")
+    }
+
+    /// The `Allow` header: the route's methods and OPTIONS.
+    pub fn allow_header(&self) -> String {
+        let mut methods: Vec<&str> = self.methods.to_vec();
+        methods.push("OPTIONS");
+        methods.join(", ")
+    }
+
+    /// Whether `path` is this route (with or without the trailing slash); answers the parameter.
+    fn matches<'p>(&self, path: &'p str) -> Option<Option<&'p str>> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        let template = self.template.trim_end_matches('/');
+        let mut param = None;
+        let mut path_segments = path.split('/');
+        for expected in template.split('/') {
+            let segment = path_segments.next()?;
+            if expected == "{code}" {
+                param = Some(segment);
+            } else if segment != expected {
+                return None;
+            }
+        }
+        if path_segments.next().is_some() {
+            return None;
+        }
+        match (self.param, param) {
+            (Some(kind), Some(segment)) if kind.accepts(segment) => Some(Some(segment)),
+            (None, None) => Some(None),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Matched {
+    pub route: &'static Route,
+    pub param: Option<String>,
+}
+
+/// Finds the route for a request: 404 for an unknown path (or a malformed parameter), 405 for a
+/// known path with another method. OPTIONS matches every known path.
+pub fn resolve(method: &str, path: &str) -> Result<Matched, Error> {
+    let (route, param) = ROUTES
+        .iter()
+        .find_map(|r| r.matches(path).map(|p| (r, p)))
+        .ok_or(Error::NotFound)?;
+    if method != "OPTIONS" && !route.methods.contains(&method) {
+        return Err(Error::MethodNotAllowed {
+            method: method.to_owned(),
+            allow: route.allow_header(),
+        });
+    }
+    Ok(Matched {
+        route,
+        param: param.map(str::to_owned),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_match_with_and_without_the_trailing_slash() {
+        assert_eq!(
+            resolve("POST", "/api/user/create").unwrap().route.endpoint,
+            Endpoint::UserCreate
+        );
+        assert_eq!(
+            resolve("POST", "/api/user/create/").unwrap().route.endpoint,
+            Endpoint::UserCreate
+        );
+    }
+
+    #[test]
+    fn a_malformed_code_segment_is_not_found() {
+        assert!(matches!(
+            resolve("POST", "/api/totp/login/12345/"),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            resolve("POST", "/api/totp/login/12a456/"),
+            Err(Error::NotFound)
+        ));
+        assert!(matches!(
+            resolve("GET", "/api/static/login/ABCDEFGH/"),
+            Err(Error::NotFound)
+        ));
+        let ok = resolve("GET", "/api/static/login/abcdefg2/").unwrap();
+        assert_eq!(ok.param.as_deref(), Some("abcdefg2"));
+    }
+
+    #[test]
+    fn a_known_path_with_another_method_is_not_allowed() {
+        let err = resolve("PUT", "/api/user/view/").unwrap_err();
+        assert!(matches!(err, Error::MethodNotAllowed { allow, .. } if allow == "GET, OPTIONS"));
+    }
+
+    #[test]
+    fn every_function_serves_at_least_one_route() {
+        for function in Function::ALL {
+            assert!(
+                ROUTES.iter().any(|r| r.function == function),
+                "{function:?}"
+            );
+        }
+    }
+}

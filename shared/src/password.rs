@@ -1,0 +1,284 @@
+//! Passwords: a type that never prints, argon2id hashing on blocking threads, Django pbkdf2
+//! hashes verified for imported users, and Django's four validators with their messages.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::Engine;
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::config::Argon2Cost;
+use crate::Error;
+
+/// A plaintext password from a request. `Debug` prints nothing of it.
+#[derive(Clone)]
+pub struct Password(SecretString);
+
+impl Password {
+    pub fn new(plain: String) -> Self {
+        Self(SecretString::from(plain))
+    }
+
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verified {
+    No,
+    Yes,
+    /// Correct, but stored under a legacy scheme or weaker cost: rehash now.
+    YesRehash,
+}
+
+impl Verified {
+    pub fn ok(self) -> bool {
+        self != Self::No
+    }
+}
+
+/// Hashes and verifies on tokio's blocking pool (argon2 takes tens of milliseconds of CPU and
+/// 19 MiB; it must never run on the async executor). A semaphore bounds how many run at once so
+/// a burst of logins cannot exhaust memory.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    argon2: Arc<Argon2<'static>>,
+    params: Params,
+    /// A hash of a random password, verified when the account does not exist, so an unknown
+    /// email costs the same as a wrong password.
+    dummy_hash: Arc<String>,
+    permits: Arc<Semaphore>,
+}
+
+impl PasswordHasher {
+    pub fn new(cost: Argon2Cost) -> Result<Self, Error> {
+        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
+            .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let dummy_hash = argon2
+            .hash_password(b"no account has this password", &salt)
+            .map_err(|e| Error::Internal(format!("argon2: {e}")))?
+            .to_string();
+        let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Ok(Self {
+            argon2: Arc::new(argon2),
+            params,
+            dummy_hash: Arc::new(dummy_hash),
+            permits: Arc::new(Semaphore::new(lanes * 2)),
+        })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Argon2<'static>) -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| Error::Internal("hasher closed".into()))?;
+        let argon2 = self.argon2.clone();
+        tokio::task::spawn_blocking(move || work(&argon2))
+            .await
+            .map_err(|e| Error::Internal(format!("hashing task: {e}")))
+    }
+
+    pub async fn hash(&self, password: &Password) -> Result<String, Error> {
+        let password = password.clone();
+        self.blocking(move |argon2| {
+            let salt = SaltString::generate(&mut rand::rngs::OsRng);
+            argon2
+                .hash_password(password.expose().as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| Error::Internal(format!("argon2: {e}")))
+        })
+        .await?
+    }
+
+    pub async fn verify(&self, password: &Password, stored: &str) -> Result<Verified, Error> {
+        let (password, stored) = (password.clone(), stored.to_owned());
+        let params = self.params.clone();
+        self.blocking(move |argon2| verify_blocking(argon2, &params, password.expose(), &stored))
+            .await
+    }
+
+    /// Burns the time of one verification; always answers `No`.
+    pub async fn verify_nobody(&self, password: &Password) -> Result<Verified, Error> {
+        let dummy = self.dummy_hash.clone();
+        self.verify(password, &dummy).await.map(|_| Verified::No)
+    }
+}
+
+fn verify_blocking(argon2: &Argon2<'_>, params: &Params, password: &str, stored: &str) -> Verified {
+    if stored.starts_with("pbkdf2_sha256$") {
+        return match verify_django_pbkdf2(password, stored) {
+            true => Verified::YesRehash,
+            false => Verified::No,
+        };
+    }
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Verified::No;
+    };
+    if argon2
+        .verify_password(password.as_bytes(), &parsed)
+        .is_err()
+    {
+        return Verified::No;
+    }
+    let current = Params::try_from(&parsed).ok();
+    let weaker =
+        current.is_none_or(|p| p.m_cost() < params.m_cost() || p.t_cost() < params.t_cost());
+    if parsed.algorithm.as_str() != "argon2id" || weaker {
+        Verified::YesRehash
+    } else {
+        Verified::Yes
+    }
+}
+
+/// Django's `PBKDF2PasswordHasher`: `pbkdf2_sha256$<iterations>$<salt>$<base64 sha256>`.
+pub fn verify_django_pbkdf2(password: &str, encoded: &str) -> bool {
+    let mut parts = encoded.splitn(4, '$');
+    let (Some("pbkdf2_sha256"), Some(iterations), Some(salt), Some(hash)) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    let Ok(iterations) = iterations.parse::<u32>() else {
+        return false;
+    };
+    // A stored count this large is corruption, not a hash worth a minute of CPU.
+    if iterations == 0 || iterations > 10_000_000 {
+        return false;
+    }
+    let Ok(expected) = base64::engine::general_purpose::STANDARD.decode(hash) else {
+        return false;
+    };
+    let mut derived = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(
+        password.as_bytes(),
+        salt.as_bytes(),
+        iterations,
+        &mut derived,
+    );
+    expected.len() == 32 && bool::from(derived.ct_eq(&expected[..]))
+}
+
+pub const MIN_LENGTH: usize = 8;
+const MAX_SIMILARITY: f64 = 0.7;
+
+pub const TOO_SIMILAR: &str = "The password is too similar to the email address.";
+pub const TOO_SHORT: &str = "This password is too short. It must contain at least 8 characters.";
+pub const TOO_COMMON: &str = "This password is too common.";
+pub const ENTIRELY_NUMERIC: &str = "This password is entirely numeric.";
+
+/// Django's four validators, all run, messages in Django's order.
+pub fn validate(password: &str, email: &str) -> Vec<String> {
+    let mut errors = Vec::new();
+    if too_similar(password, email) {
+        errors.push(TOO_SIMILAR.to_owned());
+    }
+    if password.chars().count() < MIN_LENGTH {
+        errors.push(TOO_SHORT.to_owned());
+    }
+    if common_passwords().contains(password.trim().to_lowercase().as_str()) {
+        errors.push(TOO_COMMON.to_owned());
+    }
+    if !password.is_empty() && password.chars().all(char::is_numeric) {
+        errors.push(ENTIRELY_NUMERIC.to_owned());
+    }
+    errors
+}
+
+/// `UserAttributeSimilarityValidator` on the email: the address and each of its `\W+`-separated
+/// parts are compared with difflib's `quick_ratio`.
+fn too_similar(password: &str, email: &str) -> bool {
+    if email.is_empty() {
+        return false;
+    }
+    let password: Vec<char> = password.to_lowercase().chars().collect();
+    let email = email.to_lowercase();
+    let mut parts: Vec<&str> = email
+        .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .collect();
+    parts.push(&email);
+    parts.into_iter().any(|part| {
+        let part: Vec<char> = part.chars().collect();
+        !exceeds_maximum_length_ratio(password.len(), part.len())
+            && quick_ratio(&password, &part) >= MAX_SIMILARITY
+    })
+}
+
+fn exceeds_maximum_length_ratio(password_len: usize, value_len: usize) -> bool {
+    let bound = MAX_SIMILARITY / 2.0 * password_len as f64;
+    password_len >= 10 * value_len && (value_len as f64) < bound
+}
+
+/// difflib's `SequenceMatcher.quick_ratio`: 2 × (multiset intersection) / (total length).
+fn quick_ratio(a: &[char], b: &[char]) -> f64 {
+    let total = a.len() + b.len();
+    if total == 0 {
+        return 1.0;
+    }
+    let mut available = std::collections::HashMap::<char, i64>::new();
+    for c in b {
+        *available.entry(*c).or_default() += 1;
+    }
+    let mut matches = 0usize;
+    for c in a {
+        let n = available.entry(*c).or_default();
+        if *n > 0 {
+            matches += 1;
+        }
+        *n -= 1;
+    }
+    2.0 * matches as f64 / total as f64
+}
+
+/// Django's common-password list (see `data/README.md` for its source and licence).
+fn common_passwords() -> &'static HashSet<&'static str> {
+    static LIST: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        include_str!("../data/common-passwords.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect()
+    })
+}
+
+/// Loads the common-password list now, so the first request does not pay for it.
+pub fn warm_up() {
+    common_passwords();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_debug_prints_nothing_of_it() {
+        let printed = format!("{:?}", Password::new("hunter2hunter2".into()));
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn quick_ratio_matches_difflib() {
+        // difflib.SequenceMatcher(a="abcd", b="bcde").quick_ratio() == 0.75
+        let a: Vec<char> = "abcd".chars().collect();
+        let b: Vec<char> = "bcde".chars().collect();
+        assert_eq!(quick_ratio(&a, &b), 0.75);
+    }
+}

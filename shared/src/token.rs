@@ -1,0 +1,69 @@
+//! JWTs (SPEC §5): HS256 under a subkey of the service secret, never a per-user secret. A token
+//! counts only while its `tgen` equals the user's current token generation (revocation).
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use crate::error::AuthFailure;
+use crate::keys::MacKey;
+use crate::store::User;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Claims {
+    pub user_id: u64,
+    /// The email, as drf-jwt's `username` claim.
+    pub username: String,
+    pub exp: i64,
+    pub iat: i64,
+    /// The device that verified this token (django-otp), or null for a password-only token.
+    pub otp_device_id: Option<String>,
+    /// The user's token generation when this token was issued.
+    pub tgen: String,
+}
+
+pub struct TokenIssuer {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    lifetime_secs: i64,
+}
+
+impl TokenIssuer {
+    pub fn new(key: &MacKey, lifetime_secs: i64) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked against the service's clock (a port), not jsonwebtoken's.
+        validation.validate_exp = false;
+        validation.required_spec_claims = ["exp".to_string()].into_iter().collect();
+        Self {
+            encoding: EncodingKey::from_secret(key.bytes()),
+            decoding: DecodingKey::from_secret(key.bytes()),
+            validation,
+            lifetime_secs,
+        }
+    }
+
+    pub fn issue(&self, user: &User, otp_device_id: Option<&str>, now: i64) -> String {
+        let claims = Claims {
+            user_id: user.id.0,
+            username: user.email.clone(),
+            exp: now + self.lifetime_secs,
+            iat: now,
+            otp_device_id: otp_device_id.map(str::to_owned),
+            tgen: user.token_gen.clone(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .expect("HS256 encoding of plain claims cannot fail")
+    }
+
+    /// Verifies signature, algorithm and expiry. No storage is touched: a forged token is
+    /// refused here.
+    pub fn decode(&self, token: &str, now: i64) -> Result<Claims, AuthFailure> {
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|_| AuthFailure::DecodeError)?
+            .claims;
+        if now >= claims.exp {
+            return Err(AuthFailure::Expired);
+        }
+        Ok(claims)
+    }
+}

@@ -1,0 +1,402 @@
+//! The black-box harness: [`TestServer::start`] runs the real app (the same dispatch and
+//! handlers the Lambda functions use) on a random 127.0.0.1 port with a fresh store, a manual
+//! clock and a fresh outbox; the helpers speak plain HTTP to it, one per endpoint.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use auth::clock::ManualClock;
+use auth::config::{Secrets, Settings};
+use auth::mail::outbox::Outbox;
+use auth::mail::ses::SesMailer;
+use auth::mail::Mailer;
+use auth::store::dynamo::DynamoStore;
+use auth::store::embedded::EmbeddedStore;
+use auth::store::Store;
+use auth::App;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use rand::RngCore;
+use serde_json::{json, Value};
+
+pub const STRONG_PASSWORD: &str = "correct-horse-battery-9";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The embedded redb store in a fresh temporary folder.
+    Embedded,
+    /// DynamoDB at `AWS_ENDPOINT_URL` (moto in the test command), a fresh table per server.
+    DynamoDb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailBackend {
+    Outbox,
+    /// SES v2 at `AWS_ENDPOINT_URL` (moto in the test command).
+    Ses,
+}
+
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A unique address per call, so tests sharing a backend never collide.
+pub fn unique_email(prefix: &str) -> String {
+    format!("{prefix}-{}@example.com", random_hex(6))
+}
+
+/// The AWS config for the emulator the test command started. Panics (fails the test) when no
+/// endpoint is configured: DynamoDB and SES tests never skip.
+pub async fn emulator_config() -> aws_config::SdkConfig {
+    assert!(
+        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
+        "AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which starts the \
+         DynamoDB/SES emulator (these tests never skip)"
+    );
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+pub struct Response {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "status {} body is not JSON ({e}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    pub fn token(&self) -> String {
+        self.json()["token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no token in {}: {:?}", self.status, self.json()))
+            .to_owned()
+    }
+
+    #[track_caller]
+    pub fn assert(&self, status: u16, body: Value) {
+        assert_eq!(
+            (self.status, self.json()),
+            (status, body),
+            "unexpected answer"
+        );
+    }
+}
+
+pub struct TestServer {
+    pub base: String,
+    pub clock: Arc<ManualClock>,
+    pub app: Arc<App>,
+    pub outbox: PathBuf,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+pub struct Options {
+    pub backend: Backend,
+    pub mail: MailBackend,
+    pub settings: Box<dyn FnOnce(&mut Settings) + Send>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            backend: Backend::Embedded,
+            mail: MailBackend::Outbox,
+            settings: Box::new(|_| {}),
+        }
+    }
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(Options::default()).await
+    }
+
+    pub async fn start_on(backend: Backend) -> Self {
+        Self::start_with(Options {
+            backend,
+            ..Options::default()
+        })
+        .await
+    }
+
+    pub async fn start_with(options: Options) -> Self {
+        let dir = std::env::temp_dir().join(format!("api-test-{}", random_hex(8)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut settings = Settings::local(dir.clone());
+        // Tests measure behaviour, not timing; the floor is exercised by the bench.
+        settings.reset_min_duration_ms = 0;
+        (options.settings)(&mut settings);
+        let store: Arc<dyn Store> = match options.backend {
+            Backend::Embedded => {
+                Arc::new(EmbeddedStore::open(&dir.join("accounts.redb")).expect("embedded store"))
+            }
+            Backend::DynamoDb => {
+                let store =
+                    DynamoStore::new(&emulator_config().await, format!("test-{}", random_hex(6)));
+                store.ensure_table().await.expect("create test table");
+                Arc::new(store)
+            }
+        };
+        let outbox = dir.join("outbox");
+        let mailer: Arc<dyn Mailer> = match options.mail {
+            MailBackend::Outbox => Arc::new(Outbox::new(outbox.clone())),
+            MailBackend::Ses => {
+                let ses = SesMailer::new(&emulator_config().await);
+                ses.ensure_identity(&settings.mail_from)
+                    .await
+                    .expect("verify sender identity");
+                Arc::new(ses)
+            }
+        };
+        let clock = Arc::new(ManualClock::starting_now());
+        let app = Arc::new(
+            App::new(settings, &Secrets::generate(), store, mailer, clock.clone()).expect("app"),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(local_api::serve(listener, app.clone()));
+        Self {
+            base,
+            clock,
+            app,
+            outbox,
+            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Any request: method, path, headers, raw body.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Response {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request = request.body(Full::new(body.into())).expect("request");
+        let response = self.client.request(request).await.expect("HTTP round trip");
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.expect("body").to_bytes().to_vec();
+        Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+        }
+    }
+
+    /// A JSON request, optionally with `Authorization: JWT <token>`.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let auth = token.map(|t| format!("JWT {t}"));
+        let mut headers = vec![("content-type", "application/json")];
+        if let Some(auth) = &auth {
+            headers.push(("authorization", auth.as_str()));
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.raw(method, path, &headers, body).await
+    }
+
+    // One helper per endpoint.
+
+    pub async fn create_user(&self, email: &str, password: &str) -> Response {
+        self.call(
+            "POST",
+            "/api/user/create/",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.call(
+            "POST",
+            "/api/user/login/",
+            None,
+            Some(json!({"email": email, "password": password})),
+        )
+        .await
+    }
+
+    pub async fn view(&self, token: &str) -> Response {
+        self.call("GET", "/api/user/view/", Some(token), None).await
+    }
+
+    pub async fn logout_all(&self, token: &str) -> Response {
+        self.call("POST", "/api/user/logout/all/", Some(token), None)
+            .await
+    }
+
+    pub async fn delete_user(&self, token: &str, current_password: &str) -> Response {
+        self.call(
+            "POST",
+            "/api/user/delete/",
+            Some(token),
+            Some(json!({"current_password": current_password})),
+        )
+        .await
+    }
+
+    pub async fn change_password(&self, token: &str, current: &str, new: &str) -> Response {
+        self.call(
+            "POST",
+            "/api/user/password/change/",
+            Some(token),
+            Some(json!({"current_password": current, "new_password": new})),
+        )
+        .await
+    }
+
+    pub async fn request_reset(&self, email: &str) -> Response {
+        self.call(
+            "POST",
+            "/api/user/password/reset/",
+            None,
+            Some(json!({ "email": email })),
+        )
+        .await
+    }
+
+    pub async fn confirm_reset(&self, uid: &str, token: &str, new_password: &str) -> Response {
+        self.call(
+            "POST",
+            "/api/user/password/reset/confirm/",
+            None,
+            Some(json!({"uid": uid, "token": token, "new_password": new_password})),
+        )
+        .await
+    }
+
+    pub async fn totp_create(&self, token: &str) -> Response {
+        self.call("GET", "/api/totp/create/", Some(token), None)
+            .await
+    }
+
+    pub async fn totp_login(&self, token: &str, code: &str) -> Response {
+        self.call(
+            "POST",
+            &format!("/api/totp/login/{code}/"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    pub async fn totp_delete(&self, token: &str) -> Response {
+        self.call("POST", "/api/totp/delete/", Some(token), None)
+            .await
+    }
+
+    pub async fn static_create(&self, token: &str) -> Response {
+        self.call("GET", "/api/static/create/", Some(token), None)
+            .await
+    }
+
+    pub async fn static_login(&self, token: &str, code: &str) -> Response {
+        self.call(
+            "POST",
+            &format!("/api/static/login/{code}/"),
+            Some(token),
+            None,
+        )
+        .await
+    }
+
+    /// Creates an account and logs in: (email, password-only token).
+    pub async fn signed_up(&self, prefix: &str) -> (String, String) {
+        let email = unique_email(prefix);
+        let created = self.create_user(&email, STRONG_PASSWORD).await;
+        assert_eq!(created.status, 201, "{:?}", created.json());
+        let token = self.login(&email, STRONG_PASSWORD).await.token();
+        (email, token)
+    }
+
+    /// Mail written to the outbox so far, oldest first.
+    pub fn outbox_messages(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.outbox) else {
+            return Vec::new();
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| std::fs::read_to_string(p).expect("eml"))
+            .collect()
+    }
+}
+
+/// The secret in an otpauth URL's `secret=` parameter, decoded from base32.
+pub fn otpauth_secret(url: &str) -> Vec<u8> {
+    let encoded = url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("secret="))
+        .expect("secret parameter");
+    base32_decode(encoded)
+}
+
+/// RFC 4648 base32, independent of the service's own encoder.
+pub fn base32_decode(text: &str) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut bits = 0u64;
+    let mut count = 0;
+    let mut out = Vec::new();
+    for c in text.trim_end_matches('=').bytes() {
+        let value = ALPHABET
+            .iter()
+            .position(|a| *a == c.to_ascii_uppercase())
+            .expect("base32 character") as u64;
+        bits = (bits << 5) | value;
+        count += 5;
+        if count >= 8 {
+            count -= 8;
+            out.push((bits >> count) as u8);
+        }
+    }
+    out
+}
+
+/// The `{uid}/{token}` of the reset link in a mail body.
+pub fn reset_link_parts(mail: &str) -> (String, String) {
+    let start = mail
+        .find("/password/reset/confirm/")
+        .expect("reset link in mail")
+        + "/password/reset/confirm/".len();
+    let rest = &mail[start..];
+    let mut parts = rest.split('/');
+    let uid = parts.next().expect("uid").to_owned();
+    let token: String = parts
+        .next()
+        .expect("token")
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+        .collect();
+    (uid, token)
+}
