@@ -339,6 +339,22 @@ impl TestServer {
         (email, token)
     }
 
+    /// The newest outbox mail to `to`, waiting up to 2 s (the send runs on its own task).
+    pub async fn wait_for_mail(&self, to: &str) -> Option<String> {
+        for _ in 0..100 {
+            let found = self
+                .outbox_messages()
+                .into_iter()
+                .rev()
+                .find(|m| m.contains(&format!("To: {to}")));
+            if found.is_some() {
+                return found;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        None
+    }
+
     /// Mail written to the outbox so far, oldest first.
     pub fn outbox_messages(&self) -> Vec<String> {
         let Ok(entries) = std::fs::read_dir(&self.outbox) else {
@@ -399,4 +415,65 @@ pub fn reset_link_parts(mail: &str) -> (String, String) {
         .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
         .collect();
     (uid, token)
+}
+
+/// RFC 6238 TOTP (SHA1, 6 digits, 30 s) written here from the RFC, independent of the
+/// service's implementation; cross-checked against pyotp in the tests.
+pub fn totp_code(secret: &[u8], unix_time: i64) -> String {
+    use hmac::{Hmac, Mac};
+    let counter = (unix_time / 30) as u64;
+    let mut mac = <Hmac<sha1::Sha1> as Mac>::new_from_slice(secret).expect("key");
+    mac.update(&counter.to_be_bytes());
+    let digest = mac.finalize().into_bytes();
+    let offset = (digest[19] & 0x0f) as usize;
+    let binary = u32::from_be_bytes([
+        digest[offset] & 0x7f,
+        digest[offset + 1],
+        digest[offset + 2],
+        digest[offset + 3],
+    ]);
+    format!("{:06}", binary % 1_000_000)
+}
+
+impl TestServer {
+    /// The current TOTP code of a secret, at the server's (manual) clock.
+    pub fn code_now(&self, secret: &[u8]) -> String {
+        use auth::clock::Clock;
+        totp_code(secret, self.clock.now())
+    }
+
+    /// Signs up, enrols a TOTP device and verifies it: (email, secret, OTP-verified token).
+    pub async fn enrolled(&self, prefix: &str) -> (String, Vec<u8>, String) {
+        let (email, token) = self.signed_up(prefix).await;
+        let created = self.totp_create(&token).await;
+        assert_eq!(created.status, 201, "{:?}", created.body);
+        let secret = otpauth_secret(created.json().as_str().expect("URL string"));
+        let verified = self.totp_login(&token, &self.code_now(&secret)).await;
+        assert_eq!(verified.status, 201, "{:?}", verified.body);
+        (email, secret, verified.token())
+    }
+}
+
+/// Polls all futures at once on this task, so their requests race inside the server.
+pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
+    let mut pinned: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in pinned.iter_mut().enumerate() {
+            if outputs[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => outputs[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().map(|o| o.expect("ready")).collect()
 }
