@@ -337,3 +337,57 @@ fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     options.open(path)?.write_all(bytes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_short_secret_key_is_a_startup_error() {
+        let keys = Secrets::generate().totp_keys;
+        let err = Secrets::new(SecretString::from("too short"), keys).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ConfigError::Invalid {
+                    name: "SECRET_KEY",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn local_secrets_are_generated_once_and_kept_private() {
+        let dir = std::env::temp_dir().join(format!("secrets-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let first = LocalSecrets::load_or_create(&dir).unwrap();
+        let second = LocalSecrets::load_or_create(&dir).unwrap();
+        assert_eq!(first.secret_key, second.secret_key);
+        assert_eq!(first.totp_encryption_key, second.totp_encryption_key);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.join("secrets.json"))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_totp_key_must_be_32_bytes_of_base64() {
+        assert!(decode_aes_key("K", "c2hvcnQ=").is_err());
+        assert!(decode_aes_key("K", "not base64!").is_err());
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        assert!(decode_aes_key("K", &key).is_ok());
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        assert_eq!(format!("{:?}", Secrets::generate()), "Secrets(..)");
+    }
+}

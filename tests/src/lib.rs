@@ -103,7 +103,14 @@ pub struct TestServer {
     pub clock: Arc<ManualClock>,
     pub app: Arc<App>,
     pub outbox: PathBuf,
+    dir: PathBuf,
     client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 pub struct Options {
@@ -178,6 +185,7 @@ impl TestServer {
             clock,
             app,
             outbox,
+            dir,
             client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
         }
     }

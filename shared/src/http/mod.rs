@@ -115,7 +115,9 @@ pub async fn dispatch(
         .and_then(|o| o.to_str().ok())
         .map(str::to_owned);
     let matched = routes::resolve(parts.method.as_str(), parts.uri.path());
-    let template = matched.as_ref().map_or("(unrouted)", |m| m.route.template);
+    // Logs name the template, never the raw path: codes travel in paths.
+    let template =
+        routes::route_for_path(parts.uri.path()).map_or("(unrouted)", |(r, _)| r.template);
     let span = tracing::info_span!("request", request_id, method = %parts.method, route = template);
     let outcome = async {
         let matched = matched?;

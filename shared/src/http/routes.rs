@@ -180,6 +180,11 @@ impl Route {
     }
 }
 
+/// The route serving `path` (any method) and its parameter.
+pub fn route_for_path(path: &str) -> Option<(&'static Route, Option<&str>)> {
+    ROUTES.iter().find_map(|r| r.matches(path).map(|p| (r, p)))
+}
+
 #[derive(Debug)]
 pub struct Matched {
     pub route: &'static Route,
@@ -189,10 +194,7 @@ pub struct Matched {
 /// Finds the route for a request: 404 for an unknown path (or a malformed parameter), 405 for a
 /// known path with another method. OPTIONS matches every known path.
 pub fn resolve(method: &str, path: &str) -> Result<Matched, Error> {
-    let (route, param) = ROUTES
-        .iter()
-        .find_map(|r| r.matches(path).map(|p| (r, p)))
-        .ok_or(Error::NotFound)?;
+    let (route, param) = route_for_path(path).ok_or(Error::NotFound)?;
     if method != "OPTIONS" && !route.methods.contains(&method) {
         return Err(Error::MethodNotAllowed {
             method: method.to_owned(),
