@@ -48,7 +48,7 @@ impl Service {
             created_at: self.now(),
         };
         match self.store.create_user(new).await? {
-            Created::User(user) => Ok(user),
+            Created::User(user) => Ok(*user),
             Created::EmailTaken => Err(Error::field("email", EMAIL_TAKEN)),
         }
     }
@@ -58,7 +58,7 @@ impl Service {
     pub async fn login(&self, email_text: &str, password: &Password) -> Result<String, Error> {
         let key = normalize(email_text);
         let now = self.now();
-        let (user, failures) = self.store.login_lookup(&key).await?;
+        let (user, failures) = self.store.login_lookup(&key, now).await?;
         if let Some(wait) = backoff_wait(failures, now, FREE_LOGIN_FAILURES) {
             return Err(Error::Throttled {
                 wait_seconds: wait as u64,

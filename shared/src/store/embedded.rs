@@ -24,6 +24,20 @@ struct LoginFailures {
     expires_at: i64,
 }
 
+/// The login failures recorded under `key`, unless the record has expired by `now`.
+fn live_login_failures(
+    throttles: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &str,
+    now: i64,
+) -> StoreResult<Option<Failures>> {
+    let Some(value) = throttles.get(key).map_err(unavailable)? else {
+        return Ok(None);
+    };
+    let record: LoginFailures =
+        serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok((record.expires_at > now).then_some(record.failures))
+}
+
 #[derive(Clone)]
 pub struct EmbeddedStore {
     db: Arc<Database>,
@@ -185,7 +199,7 @@ impl Store for EmbeddedStore {
                 static_codes: None,
             };
             put_user(tx, &user)?;
-            Ok((Created::User(user), true))
+            Ok((Created::User(Box::new(user)), true))
         })
         .await
     }
@@ -205,22 +219,17 @@ impl Store for EmbeddedStore {
             .await
     }
 
-    async fn login_lookup(&self, email_norm: &str) -> StoreResult<(Option<User>, Failures)> {
+    async fn login_lookup(
+        &self,
+        email_norm: &str,
+        now: i64,
+    ) -> StoreResult<(Option<User>, Failures)> {
         let email_norm = email_norm.to_owned();
         self.read(move |tx| {
             let user = read_user_by_email(tx, &email_norm)?;
             let throttles = tx.open_table(THROTTLES).map_err(unavailable)?;
-            let failures = match throttles
-                .get(login_key(&email_norm).as_str())
-                .map_err(unavailable)?
-            {
-                Some(v) => {
-                    serde_json::from_slice::<LoginFailures>(v.value())
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                        .failures
-                }
-                None => Failures::default(),
-            };
+            let failures =
+                live_login_failures(&throttles, &login_key(&email_norm), now)?.unwrap_or_default();
             Ok((user, failures))
         })
         .await
@@ -235,15 +244,8 @@ impl Store for EmbeddedStore {
         let key = login_key(email_norm);
         self.write(move |tx| {
             let mut throttles = tx.open_table(THROTTLES).map_err(unavailable)?;
-            let count = match throttles.get(key.as_str()).map_err(unavailable)? {
-                Some(v) => {
-                    serde_json::from_slice::<LoginFailures>(v.value())
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?
-                        .failures
-                        .count
-                }
-                None => 0,
-            };
+            // An expired record restarts the count, as on DynamoDB.
+            let count = live_login_failures(&throttles, &key, now)?.map_or(0, |f| f.count);
             let record = LoginFailures {
                 failures: Failures {
                     count: count + 1,
@@ -404,9 +406,9 @@ impl Store for EmbeddedStore {
     ) -> StoreResult<bool> {
         let totp_device_id = totp_device_id.to_owned();
         self.update_user(id, move |user| {
-            if !user
+            if user
                 .confirmed_totp()
-                .is_some_and(|d| d.device_id == totp_device_id)
+                .is_none_or(|d| d.device_id != totp_device_id)
             {
                 return false;
             }

@@ -140,7 +140,8 @@ pub type StoreResult<T> = Result<T, StoreError>;
 /// Outcome of [`Store::create_user`].
 #[derive(Debug)]
 pub enum Created {
-    User(User),
+    /// Boxed: a user record is large and this enum is returned by value.
+    User(Box<User>),
     EmailTaken,
 }
 
@@ -164,7 +165,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Login's read: the account (if any) and the address's failure record, in as few calls as
     /// the store allows.
-    async fn login_lookup(&self, email_norm: &str) -> StoreResult<(Option<User>, Failures)>;
+    /// The account of an address (if any) and its login failures still alive at `now`.
+    async fn login_lookup(
+        &self,
+        email_norm: &str,
+        now: i64,
+    ) -> StoreResult<(Option<User>, Failures)>;
 
     /// Counts one failed login for an address (account or not); the record expires at `expires_at`.
     async fn record_login_failure(

@@ -1,0 +1,884 @@
+//! The storage conformance suite: every scenario runs, unchanged, against both adapters of the
+//! `Store` port — `embedded::<scenario>` on a fresh redb file, `dynamodb::<scenario>` on a fresh
+//! table of the DynamoDB endpoint named by `AWS_ENDPOINT_URL` (moto locally). The DynamoDB half
+//! never skips: without an endpoint it fails and says why.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use auth::store::dynamo::DynamoStore;
+use auth::store::embedded::EmbeddedStore;
+use auth::store::{
+    Created, Failures, NewUser, PasswordUpdate, SealedSecret, StaticCodes, Store, TotpAccept,
+    TotpDevice, TotpInsert, User, UserId,
+};
+use tokio::sync::Barrier;
+
+type Shared = Arc<dyn Store>;
+
+// ---------------------------------------------------------------------------------------------
+// The two adapters.
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
+/// A directory under the system temp dir, removed when the test ends (passed or failed).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> Self {
+        Self(std::env::temp_dir().join(format!("store-conformance-{}", random_hex(8))))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn embedded_store(dir: &TempDir) -> Shared {
+    Arc::new(EmbeddedStore::open(&dir.0.join("accounts.redb")).expect("open the embedded store"))
+}
+
+async fn dynamodb_store() -> Shared {
+    let endpoint = ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    assert!(
+        endpoint,
+        "neither AWS_ENDPOINT_URL nor AWS_ENDPOINT_URL_DYNAMODB is set: the DynamoDB half of the \
+         store conformance suite needs an emulator (start one with `moto_server -H 127.0.0.1 -p 0` \
+         and set AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); these \
+         tests never skip"
+    );
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let store = DynamoStore::new(&config, format!("conf-{}", random_hex(6)));
+    store.ensure_table().await.expect("create the test table");
+    Arc::new(store)
+}
+
+/// Declares each scenario (an `async fn(Shared)` below) once per adapter.
+macro_rules! conformance {
+    ($($scenario:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    let dir = super::TempDir::new();
+                    super::$scenario(super::embedded_store(&dir)).await;
+                }
+            )*
+        }
+
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $scenario() {
+                    super::$scenario(super::dynamodb_store().await).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    ids_are_increasing_and_never_reused_after_delete,
+    an_email_is_claimed_once_even_by_20_concurrent_creates,
+    delete_requires_the_seen_token_generation_and_frees_the_email,
+    update_password_is_conditional_on_the_seen_hash,
+    login_failures_count_up_and_clear,
+    claim_reset_mail_allows_one_per_window,
+    insert_totp_device_returns_the_existing_device_to_a_second_caller,
+    accept_totp_refuses_a_replayed_or_earlier_step_and_a_stale_failure_count,
+    ten_concurrent_consumes_of_one_code_let_exactly_one_win,
+    consuming_a_code_resets_code_and_totp_failures,
+    emergency_codes_need_the_confirmed_totp_device,
+    remove_two_factor_removes_device_and_codes_and_rotates_the_generation,
+    operations_on_a_missing_user_answer_false_none_or_user_gone,
+    an_expired_login_throttle_reads_as_absent_and_restarts,
+);
+
+// ---------------------------------------------------------------------------------------------
+// Helpers.
+
+const T0: i64 = 1_700_000_000;
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+fn new_user(email: &str) -> NewUser {
+    NewUser {
+        email: email.to_owned(),
+        email_norm: email.to_lowercase(),
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1${}", random_hex(16)),
+        token_gen: random_hex(16),
+        created_at: T0,
+    }
+}
+
+async fn create(store: &Shared, email: &str) -> User {
+    match store.create_user(new_user(email)).await.expect("create") {
+        Created::User(user) => *user,
+        Created::EmailTaken => panic!("{email} unexpectedly taken"),
+    }
+}
+
+async fn read(store: &Shared, id: UserId) -> User {
+    store.user(id).await.expect("read").expect("user exists")
+}
+
+fn device(device_id: &str) -> TotpDevice {
+    TotpDevice {
+        device_id: device_id.to_owned(),
+        secret: SealedSecret {
+            key_version: 3,
+            sealed: (0..40).map(|_| rand::random::<u8>()).collect(),
+        },
+        confirmed: false,
+        last_step: 0,
+        drift: 0,
+        failures: Failures::default(),
+    }
+}
+
+fn accept(device_id: &str, seen_failures: u32, step: i64, drift: i64) -> TotpAccept {
+    TotpAccept {
+        device_id: device_id.to_owned(),
+        seen_failures,
+        step,
+        drift,
+    }
+}
+
+fn hashes(n: usize) -> Vec<String> {
+    (0..n).map(|_| random_hex(32)).collect()
+}
+
+fn sorted(mut values: Vec<String>) -> Vec<String> {
+    values.sort();
+    values
+}
+
+/// A user with a confirmed TOTP device `totp-1` and the emergency codes `codes`.
+async fn two_factor_user(store: &Shared, email: &str, codes: &[String]) -> User {
+    let user = create(store, email).await;
+    let inserted = store
+        .insert_totp_device(user.id, device("totp-1"))
+        .await
+        .expect("insert device");
+    assert!(matches!(inserted, TotpInsert::Inserted));
+    assert!(store
+        .accept_totp(user.id, accept("totp-1", 0, 1_000, 0))
+        .await
+        .expect("confirm"));
+    let codes = StaticCodes {
+        device_id: "static-1".to_owned(),
+        hashes: codes.to_vec(),
+        failures: Failures::default(),
+    };
+    assert!(store
+        .replace_static_codes(user.id, "totp-1", codes)
+        .await
+        .expect("store codes"));
+    read(store, user.id).await
+}
+
+/// Runs `n` copies of an operation at once (released together by a barrier) and collects results.
+async fn concurrently<T, F, Fut>(n: usize, op: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let barrier = barrier.clone();
+            let op = op(i);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                op.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(n);
+    for task in tasks {
+        results.push(task.await.expect("task panicked"));
+    }
+    results
+}
+
+fn count_true(results: &[bool]) -> usize {
+    results.iter().filter(|won| **won).count()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scenarios.
+
+async fn ids_are_increasing_and_never_reused_after_delete(store: Shared) {
+    let a = create(&store, "Alice@example.com").await;
+    let b = create(&store, "bob@example.com").await;
+    assert!(a.id.0 > 0, "ids are positive");
+    assert!(b.id > a.id);
+
+    // A new user reads back exactly as created, by id and by address.
+    assert_eq!(a.email, "Alice@example.com");
+    assert_eq!(a.email_norm, "alice@example.com");
+    assert_eq!(
+        (a.last_login, a.totp.clone(), a.static_codes.clone()),
+        (None, None, None)
+    );
+    assert_eq!(store.user(a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store.user_by_email("alice@example.com").await.unwrap(),
+        Some(a.clone())
+    );
+
+    assert!(store.delete_user(&b, &b.token_gen).await.unwrap());
+    let c = create(&store, "bob@example.com").await;
+    assert!(c.id > b.id, "{} reused after {} was deleted", c.id, b.id);
+    let d = create(&store, "carol@example.com").await;
+    assert!(d.id > c.id);
+    assert_eq!(store.user(b.id).await.unwrap(), None);
+    assert_eq!(store.user(c.id).await.unwrap(), Some(c));
+}
+
+async fn an_email_is_claimed_once_even_by_20_concurrent_creates(store: Shared) {
+    let outcomes = concurrently(20, |i| {
+        let store = store.clone();
+        // Different spellings of one address: the claim is on the normalized form.
+        let email = match i % 2 {
+            0 => "Race@Example.com",
+            _ => "race@example.com",
+        };
+        async move { store.create_user(new_user(email)).await.expect("create") }
+    })
+    .await;
+    let winners: Vec<User> = outcomes
+        .into_iter()
+        .filter_map(|outcome| match outcome {
+            Created::User(user) => Some(*user),
+            Created::EmailTaken => None,
+        })
+        .collect();
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one create wins, the rest are EmailTaken"
+    );
+    let winner = &winners[0];
+    assert_eq!(
+        store
+            .user_by_email("race@example.com")
+            .await
+            .unwrap()
+            .as_ref(),
+        Some(winner)
+    );
+    // No loser left a user behind under any id it may have drawn.
+    let mut readable = Vec::new();
+    for id in 1..=60 {
+        if let Some(user) = store.user(UserId(id)).await.unwrap() {
+            readable.push(user);
+        }
+    }
+    assert_eq!(readable, vec![winner.clone()]);
+}
+
+async fn delete_requires_the_seen_token_generation_and_frees_the_email(store: Shared) {
+    let user = create(&store, "dora@example.com").await;
+    assert!(!store
+        .delete_user(&user, "not-the-generation")
+        .await
+        .unwrap());
+    assert_eq!(store.user(user.id).await.unwrap(), Some(user.clone()));
+
+    // A logout-everywhere in between makes the generation the caller saw stale.
+    assert!(store.rotate_token_gen(user.id, "gen-2").await.unwrap());
+    assert!(!store.delete_user(&user, &user.token_gen).await.unwrap());
+    assert_eq!(read(&store, user.id).await.token_gen, "gen-2");
+
+    assert!(store.delete_user(&user, "gen-2").await.unwrap());
+    assert_eq!(store.user(user.id).await.unwrap(), None);
+    assert_eq!(store.user_by_email("dora@example.com").await.unwrap(), None);
+    let (found, _) = store.login_lookup("dora@example.com", T0).await.unwrap();
+    assert_eq!(found, None);
+    assert!(
+        !store.delete_user(&user, "gen-2").await.unwrap(),
+        "deletes once"
+    );
+
+    // The address is free again, for a new user with a new id.
+    let again = create(&store, "Dora@example.com").await;
+    assert!(again.id > user.id);
+    assert_eq!(
+        store.user_by_email("dora@example.com").await.unwrap(),
+        Some(again)
+    );
+}
+
+async fn update_password_is_conditional_on_the_seen_hash(store: Shared) {
+    let user = create(&store, "erin@example.com").await;
+    let update =
+        |expected: &str, new: &str, gen: Option<&str>, login: Option<i64>| PasswordUpdate {
+            expected_hash: expected.to_owned(),
+            new_hash: new.to_owned(),
+            new_token_gen: gen.map(str::to_owned),
+            last_login: login,
+        };
+
+    let refused = update("not-the-hash", "h-x", Some("gen-x"), Some(1));
+    assert!(!store.update_password(user.id, refused).await.unwrap());
+    assert_eq!(read(&store, user.id).await, user);
+
+    let reset = update(&user.password_hash, "h-2", Some("gen-2"), Some(T0 + 5));
+    assert!(store.update_password(user.id, reset).await.unwrap());
+    let after = read(&store, user.id).await;
+    assert_eq!(
+        (
+            after.password_hash.as_str(),
+            after.token_gen.as_str(),
+            after.last_login
+        ),
+        ("h-2", "gen-2", Some(T0 + 5))
+    );
+    // The same reset again: its hash is gone, so it is single use.
+    let replay = update(&user.password_hash, "h-3", None, None);
+    assert!(!store.update_password(user.id, replay).await.unwrap());
+
+    // A rehash touches only the hash.
+    assert!(store
+        .update_password(user.id, update("h-2", "h-3", None, None))
+        .await
+        .unwrap());
+    let after = read(&store, user.id).await;
+    assert_eq!(
+        (
+            after.password_hash.as_str(),
+            after.token_gen.as_str(),
+            after.last_login
+        ),
+        ("h-3", "gen-2", Some(T0 + 5))
+    );
+
+    // Racing updates from the same seen hash: exactly one wins, and it is the one stored.
+    let results = concurrently(10, |i| {
+        let store = store.clone();
+        let change = update("h-3", &format!("race-{i}"), Some(&format!("gen-{i}")), None);
+        async move { store.update_password(user.id, change).await.unwrap() }
+    })
+    .await;
+    assert_eq!(count_true(&results), 1, "{results:?}");
+    let winner = results.iter().position(|won| *won).unwrap();
+    let after = read(&store, user.id).await;
+    assert_eq!(after.password_hash, format!("race-{winner}"));
+    assert_eq!(after.token_gen, format!("gen-{winner}"));
+}
+
+async fn login_failures_count_up_and_clear(store: Shared) {
+    let now = now();
+    let (user, failures) = store.login_lookup("nobody@example.com", now).await.unwrap();
+    assert_eq!((user, failures), (None, Failures::default()));
+
+    // Failures count for addresses without an account too.
+    for i in 0..3 {
+        store
+            .record_login_failure("nobody@example.com", now + i, now + 3_600)
+            .await
+            .unwrap();
+    }
+    let (user, failures) = store.login_lookup("nobody@example.com", now).await.unwrap();
+    assert_eq!(user, None);
+    assert_eq!(
+        failures,
+        Failures {
+            count: 3,
+            last_at: now + 2
+        }
+    );
+
+    let frank = create(&store, "frank@example.com").await;
+    store
+        .record_login_failure("frank@example.com", now, now + 3_600)
+        .await
+        .unwrap();
+    let (user, failures) = store.login_lookup("frank@example.com", now).await.unwrap();
+    assert_eq!(user, Some(frank.clone()));
+    assert_eq!(
+        failures,
+        Failures {
+            count: 1,
+            last_at: now
+        }
+    );
+
+    store
+        .clear_login_failures("frank@example.com")
+        .await
+        .unwrap();
+    let (user, failures) = store.login_lookup("frank@example.com", now).await.unwrap();
+    assert_eq!((user, failures), (Some(frank), Failures::default()));
+    // Clearing nothing is fine; other addresses are untouched.
+    store
+        .clear_login_failures("frank@example.com")
+        .await
+        .unwrap();
+    let (_, failures) = store.login_lookup("nobody@example.com", now).await.unwrap();
+    assert_eq!(failures.count, 3);
+
+    // Concurrent failures are all counted.
+    concurrently(10, |_| {
+        let store = store.clone();
+        async move {
+            store
+                .record_login_failure("burst@example.com", now, now + 3_600)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let (_, failures) = store.login_lookup("burst@example.com", now).await.unwrap();
+    assert_eq!(
+        failures,
+        Failures {
+            count: 10,
+            last_at: now
+        }
+    );
+}
+
+async fn claim_reset_mail_allows_one_per_window(store: Shared) {
+    let email = "gina@example.com";
+    assert!(store.claim_reset_mail(email, T0, 60).await.unwrap());
+    assert!(!store.claim_reset_mail(email, T0, 60).await.unwrap());
+    assert!(!store.claim_reset_mail(email, T0 + 59, 60).await.unwrap());
+    assert!(store.claim_reset_mail(email, T0 + 60, 60).await.unwrap());
+    assert!(!store.claim_reset_mail(email, T0 + 61, 60).await.unwrap());
+    // Per address.
+    assert!(store
+        .claim_reset_mail("hank@example.com", T0 + 61, 60)
+        .await
+        .unwrap());
+    // The reset rate and the login throttle of an address are separate records.
+    let (_, failures) = store.login_lookup(email, T0).await.unwrap();
+    assert_eq!(failures, Failures::default());
+
+    let results = concurrently(10, |_| {
+        let store = store.clone();
+        async move {
+            store
+                .claim_reset_mail("burst@example.com", T0, 60)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert_eq!(count_true(&results), 1, "{results:?}");
+}
+
+async fn insert_totp_device_returns_the_existing_device_to_a_second_caller(store: Shared) {
+    let user = create(&store, "ivan@example.com").await;
+    let first = device("totp-first");
+    let inserted = store
+        .insert_totp_device(user.id, first.clone())
+        .await
+        .unwrap();
+    assert!(matches!(inserted, TotpInsert::Inserted), "{inserted:?}");
+    match store
+        .insert_totp_device(user.id, device("totp-second"))
+        .await
+        .unwrap()
+    {
+        TotpInsert::Existing(existing) => assert_eq!(existing, first),
+        other => panic!("expected the existing device, got {other:?}"),
+    }
+    let stored = read(&store, user.id).await;
+    assert_eq!(stored.totp, Some(first));
+    assert_eq!(stored.confirmed_totp(), None, "a new device is unconfirmed");
+    assert_eq!(
+        User {
+            totp: None,
+            ..stored
+        },
+        user,
+        "nothing else changed"
+    );
+
+    // Racing inserts: one wins, every other caller is handed the winner's device.
+    let racer = create(&store, "judy@example.com").await;
+    let outcomes = concurrently(8, |i| {
+        let store = store.clone();
+        async move {
+            store
+                .insert_totp_device(racer.id, device(&format!("totp-{i}")))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    let stored = read(&store, racer.id).await.totp.expect("a device");
+    let mut inserted = 0;
+    for outcome in outcomes {
+        match outcome {
+            TotpInsert::Inserted => inserted += 1,
+            TotpInsert::Existing(existing) => assert_eq!(existing, stored),
+            TotpInsert::UserGone => panic!("the user exists"),
+        }
+    }
+    assert_eq!(inserted, 1);
+}
+
+async fn accept_totp_refuses_a_replayed_or_earlier_step_and_a_stale_failure_count(store: Shared) {
+    let user = create(&store, "kim@example.com").await;
+    let original = device("totp-1");
+    store
+        .insert_totp_device(user.id, original.clone())
+        .await
+        .unwrap();
+
+    assert!(store
+        .accept_totp(user.id, accept("totp-1", 0, 100, 1))
+        .await
+        .unwrap());
+    let device_now = read(&store, user.id).await.totp.unwrap();
+    assert_eq!(
+        device_now,
+        TotpDevice {
+            confirmed: true,
+            last_step: 100,
+            drift: 1,
+            ..original.clone()
+        }
+    );
+
+    // Replays and earlier steps, and another device id, are refused.
+    for refused in [
+        accept("totp-1", 0, 100, 0),
+        accept("totp-1", 0, 99, 0),
+        accept("totp-other", 0, 101, 0),
+    ] {
+        assert!(!store.accept_totp(user.id, refused).await.unwrap());
+    }
+    assert_eq!(read(&store, user.id).await.totp.unwrap(), device_now);
+
+    // A failure is counted once per seen count.
+    assert!(store
+        .record_totp_failure(user.id, "totp-1", 0, T0 + 5)
+        .await
+        .unwrap());
+    assert!(!store
+        .record_totp_failure(user.id, "totp-1", 0, T0 + 6)
+        .await
+        .unwrap());
+    assert!(!store
+        .record_totp_failure(user.id, "totp-other", 1, T0 + 6)
+        .await
+        .unwrap());
+    assert_eq!(
+        read(&store, user.id).await.totp.unwrap().failures,
+        Failures {
+            count: 1,
+            last_at: T0 + 5
+        }
+    );
+
+    // Accepting against a stale failure count is refused; against the current one it resets it.
+    assert!(!store
+        .accept_totp(user.id, accept("totp-1", 0, 101, 0))
+        .await
+        .unwrap());
+    assert!(store
+        .accept_totp(user.id, accept("totp-1", 1, 101, -1))
+        .await
+        .unwrap());
+    let device_now = read(&store, user.id).await.totp.unwrap();
+    assert_eq!(
+        (device_now.last_step, device_now.drift, device_now.failures),
+        (101, -1, Failures::default())
+    );
+
+    // The same code raced: one acceptance.
+    let results = concurrently(10, |_| {
+        let store = store.clone();
+        async move {
+            store
+                .accept_totp(user.id, accept("totp-1", 0, 102, 0))
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    assert_eq!(count_true(&results), 1, "{results:?}");
+}
+
+async fn ten_concurrent_consumes_of_one_code_let_exactly_one_win(store: Shared) {
+    let codes = hashes(6);
+    let user = two_factor_user(&store, "leo@example.com", &codes).await;
+    let code = codes[2].clone();
+    let results = concurrently(10, |_| {
+        let (store, code) = (store.clone(), code.clone());
+        async move { store.consume_static_code(user.id, &code, 0).await.unwrap() }
+    })
+    .await;
+    assert_eq!(count_true(&results), 1, "{results:?}");
+    let left = read(&store, user.id).await.static_codes.unwrap().hashes;
+    let expected: Vec<String> = codes.into_iter().filter(|h| *h != code).collect();
+    assert_eq!(sorted(left), sorted(expected));
+}
+
+async fn consuming_a_code_resets_code_and_totp_failures(store: Shared) {
+    let codes = hashes(3);
+    let user = two_factor_user(&store, "mia@example.com", &codes).await;
+    assert!(store
+        .record_totp_failure(user.id, "totp-1", 0, T0 + 1)
+        .await
+        .unwrap());
+    assert!(store
+        .record_static_failure(user.id, 0, T0 + 7)
+        .await
+        .unwrap());
+    assert!(!store
+        .record_static_failure(user.id, 0, T0 + 8)
+        .await
+        .unwrap());
+    let before = read(&store, user.id).await;
+    assert_eq!(
+        before.static_codes.as_ref().unwrap().failures,
+        Failures {
+            count: 1,
+            last_at: T0 + 7
+        }
+    );
+
+    // A stale failure count, an unknown code: refused, nothing changes.
+    assert!(!store
+        .consume_static_code(user.id, &codes[0], 0)
+        .await
+        .unwrap());
+    assert!(!store
+        .consume_static_code(user.id, &random_hex(32), 1)
+        .await
+        .unwrap());
+    assert_eq!(read(&store, user.id).await, before);
+
+    assert!(store
+        .consume_static_code(user.id, &codes[0], 1)
+        .await
+        .unwrap());
+    let after = read(&store, user.id).await;
+    let static_codes = after.static_codes.clone().unwrap();
+    assert_eq!(static_codes.failures, Failures::default());
+    assert_eq!(after.totp.as_ref().unwrap().failures, Failures::default());
+    assert_eq!(sorted(static_codes.hashes), sorted(codes[1..].to_vec()));
+    assert!(
+        !store
+            .consume_static_code(user.id, &codes[0], 0)
+            .await
+            .unwrap(),
+        "a code is single use"
+    );
+
+    // Using up every code leaves the device, empty.
+    for code in &codes[1..] {
+        assert!(store.consume_static_code(user.id, code, 0).await.unwrap());
+    }
+    let emptied = read(&store, user.id).await.static_codes.unwrap();
+    assert_eq!(
+        emptied,
+        StaticCodes {
+            device_id: "static-1".to_owned(),
+            hashes: Vec::new(),
+            failures: Failures::default(),
+        }
+    );
+    assert!(!store
+        .consume_static_code(user.id, &codes[1], 0)
+        .await
+        .unwrap());
+    assert!(store
+        .record_static_failure(user.id, 0, T0 + 9)
+        .await
+        .unwrap());
+}
+
+async fn emergency_codes_need_the_confirmed_totp_device(store: Shared) {
+    let user = create(&store, "ned@example.com").await;
+    let codes = |hashes: Vec<String>, count: u32| StaticCodes {
+        device_id: "static-1".to_owned(),
+        hashes,
+        failures: Failures { count, last_at: 0 },
+    };
+    assert!(!store
+        .replace_static_codes(user.id, "totp-1", codes(hashes(6), 0))
+        .await
+        .unwrap());
+    assert!(!store.record_static_failure(user.id, 0, T0).await.unwrap());
+    store
+        .insert_totp_device(user.id, device("totp-1"))
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .replace_static_codes(user.id, "totp-1", codes(hashes(6), 0))
+            .await
+            .unwrap(),
+        "the device is not confirmed yet"
+    );
+    assert!(store
+        .accept_totp(user.id, accept("totp-1", 0, 5, 0))
+        .await
+        .unwrap());
+    assert!(!store
+        .replace_static_codes(user.id, "totp-other", codes(hashes(6), 0))
+        .await
+        .unwrap());
+
+    let first = hashes(6);
+    assert!(store
+        .replace_static_codes(user.id, "totp-1", codes(first.clone(), 0))
+        .await
+        .unwrap());
+    let stored = read(&store, user.id).await.static_codes.unwrap();
+    assert_eq!(sorted(stored.hashes), sorted(first));
+
+    // Replacing replaces everything, failures included; an empty set of codes is kept as such.
+    let second = hashes(6);
+    assert!(store
+        .replace_static_codes(user.id, "totp-1", codes(second.clone(), 2))
+        .await
+        .unwrap());
+    let stored = read(&store, user.id).await.static_codes.unwrap();
+    assert_eq!(sorted(stored.hashes), sorted(second));
+    assert_eq!(stored.failures.count, 2);
+    assert!(store
+        .replace_static_codes(user.id, "totp-1", codes(Vec::new(), 0))
+        .await
+        .unwrap());
+    assert_eq!(
+        read(&store, user.id).await.static_codes,
+        Some(codes(Vec::new(), 0))
+    );
+}
+
+async fn remove_two_factor_removes_device_and_codes_and_rotates_the_generation(store: Shared) {
+    let user = two_factor_user(&store, "olga@example.com", &hashes(6)).await;
+    assert!(user.totp.is_some() && user.static_codes.is_some());
+    assert!(store.remove_two_factor(user.id, "gen-new").await.unwrap());
+    assert_eq!(
+        read(&store, user.id).await,
+        User {
+            token_gen: "gen-new".to_owned(),
+            totp: None,
+            static_codes: None,
+            ..user.clone()
+        }
+    );
+    // Without a device it still rotates the generation.
+    assert!(store.remove_two_factor(user.id, "gen-3").await.unwrap());
+    assert_eq!(read(&store, user.id).await.token_gen, "gen-3");
+    // And a new device can be set up afterwards.
+    let inserted = store
+        .insert_totp_device(user.id, device("totp-2"))
+        .await
+        .unwrap();
+    assert!(matches!(inserted, TotpInsert::Inserted), "{inserted:?}");
+}
+
+async fn operations_on_a_missing_user_answer_false_none_or_user_gone(store: Shared) {
+    let deleted = create(&store, "pat@example.com").await;
+    assert!(store
+        .delete_user(&deleted, &deleted.token_gen)
+        .await
+        .unwrap());
+    let never = User {
+        id: UserId(987_654),
+        email: "nobody@example.com".to_owned(),
+        email_norm: "nobody@example.com".to_owned(),
+        ..deleted.clone()
+    };
+    for user in [deleted, never] {
+        let id = user.id;
+        assert_eq!(store.user(id).await.unwrap(), None);
+        assert_eq!(store.user_by_email(&user.email_norm).await.unwrap(), None);
+        assert!(!store.rotate_token_gen(id, "gen").await.unwrap());
+        assert!(!store.delete_user(&user, &user.token_gen).await.unwrap());
+        let update = PasswordUpdate {
+            expected_hash: user.password_hash.clone(),
+            new_hash: "h".to_owned(),
+            new_token_gen: Some("gen".to_owned()),
+            last_login: Some(T0),
+        };
+        assert!(!store.update_password(id, update).await.unwrap());
+        let inserted = store
+            .insert_totp_device(id, device("totp-1"))
+            .await
+            .unwrap();
+        assert!(matches!(inserted, TotpInsert::UserGone), "{inserted:?}");
+        assert!(!store
+            .accept_totp(id, accept("totp-1", 0, 10, 0))
+            .await
+            .unwrap());
+        assert!(!store
+            .record_totp_failure(id, "totp-1", 0, T0)
+            .await
+            .unwrap());
+        let codes = StaticCodes {
+            device_id: "static-1".to_owned(),
+            hashes: hashes(2),
+            failures: Failures::default(),
+        };
+        assert!(!store
+            .replace_static_codes(id, "totp-1", codes)
+            .await
+            .unwrap());
+        assert!(!store.consume_static_code(id, "h", 0).await.unwrap());
+        assert!(!store.record_static_failure(id, 0, T0).await.unwrap());
+        assert!(!store.remove_two_factor(id, "gen").await.unwrap());
+        // None of these brought the user back.
+        assert_eq!(store.user(id).await.unwrap(), None);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Expiry. DynamoDB deletes TTL'd items late (moto never), so each adapter itself must read an
+// expired throttle record as absent and restart its count.
+
+async fn an_expired_login_throttle_reads_as_absent_and_restarts(store: Shared) {
+    let now = now();
+    for _ in 0..3 {
+        store
+            .record_login_failure("quinn@example.com", now - 100, now - 1)
+            .await
+            .unwrap();
+    }
+    let (_, failures) = store.login_lookup("quinn@example.com", now).await.unwrap();
+    assert_eq!(
+        failures,
+        Failures::default(),
+        "expired, though still stored"
+    );
+
+    store
+        .record_login_failure("quinn@example.com", now, now + 3_600)
+        .await
+        .unwrap();
+    let (_, failures) = store.login_lookup("quinn@example.com", now).await.unwrap();
+    assert_eq!(
+        failures,
+        Failures {
+            count: 1,
+            last_at: now
+        }
+    );
+}
