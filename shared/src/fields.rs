@@ -12,6 +12,7 @@ pub const REQUIRED: &str = "This field is required.";
 pub const NULL: &str = "This field may not be null.";
 pub const BLANK: &str = "This field may not be blank.";
 pub const NOT_A_STRING: &str = "Not a valid string.";
+pub const NULL_CHARACTERS: &str = "Null characters are not allowed.";
 pub const INVALID_EMAIL: &str = "Enter a valid email address.";
 
 /// A parsed request body: field name to value (form fields become strings).
@@ -87,6 +88,10 @@ impl Fields<'_> {
         };
         if value.is_empty() {
             return self.fail(name, BLANK);
+        }
+        // DRF's ProhibitNullCharactersValidator: a NUL never reaches a hash or an address.
+        if value.contains('\0') {
+            return self.fail(name, NULL_CHARACTERS);
         }
         Some(value)
     }
@@ -191,6 +196,15 @@ mod tests {
         assert_eq!(fields.string("email").as_deref(), Some("a@b.com"));
         assert_eq!(fields.string("password"), None);
         assert_eq!(fields.errors.get("password").unwrap(), [BLANK]);
+    }
+
+    #[test]
+    fn a_null_character_is_refused_as_drf_does() {
+        let body =
+            Body::parse(Some("application/json"), br#"{"password": "abc\u0000def"}"#).unwrap();
+        let mut fields = body.fields();
+        assert_eq!(fields.password("password").map(|_| ()), None);
+        assert_eq!(fields.errors.get("password").unwrap(), [NULL_CHARACTERS]);
     }
 
     #[test]

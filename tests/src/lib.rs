@@ -3,7 +3,7 @@
 //! clock and a fresh outbox; the helpers speak plain HTTP to it, one per endpoint.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use auth::clock::ManualClock;
 use auth::config::{Secrets, Settings};
@@ -14,6 +14,9 @@ use auth::store::dynamo::DynamoStore;
 use auth::store::embedded::EmbeddedStore;
 use auth::store::Store;
 use auth::App;
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{ConfigBag, Intercept, RuntimeComponents};
+use aws_sdk_dynamodb::error::BoxError;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -47,6 +50,37 @@ pub fn random_hex(bytes: usize) -> String {
 /// A unique address per call, so tests sharing a backend never collide.
 pub fn unique_email(prefix: &str) -> String {
     format!("{prefix}-{}@example.com", random_hex(6))
+}
+
+/// Every DynamoDB operation the store sends (one entry per HTTP call, retries included), read
+/// off the `X-Amz-Target` header by an SDK interceptor.
+#[derive(Debug, Clone, Default)]
+pub struct DynamoCalls(Arc<Mutex<Vec<String>>>);
+
+impl DynamoCalls {
+    /// The operations sent since the last `take`.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for DynamoCalls {
+    fn name(&self) -> &'static str {
+        "DynamoCalls"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _config: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(target) = context.request().headers().get("x-amz-target") {
+            let operation = target.rsplit('.').next().unwrap_or(target);
+            self.0.lock().unwrap().push(operation.to_owned());
+        }
+        Ok(())
+    }
 }
 
 /// The AWS config for the emulator the test command started. Panics (fails the test) when no
@@ -88,6 +122,17 @@ impl Response {
             .to_owned()
     }
 
+    /// Checks the status alone (the body is shown when it differs).
+    #[track_caller]
+    pub fn assert_status(&self, status: u16) {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected answer: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+    }
+
     #[track_caller]
     pub fn assert(&self, status: u16, body: Value) {
         assert_eq!(
@@ -100,6 +145,8 @@ impl Response {
 
 pub struct TestServer {
     pub base: String,
+    /// DynamoDB calls made so far (DynamoDB backend only).
+    pub dynamo_calls: DynamoCalls,
     pub clock: Arc<ManualClock>,
     pub app: Arc<App>,
     pub outbox: PathBuf,
@@ -149,13 +196,19 @@ impl TestServer {
         // Tests measure behaviour, not timing; the floor is exercised by the bench.
         settings.reset_min_duration_ms = 0;
         (options.settings)(&mut settings);
+        let dynamo_calls = DynamoCalls::default();
         let store: Arc<dyn Store> = match options.backend {
             Backend::Embedded => {
                 Arc::new(EmbeddedStore::open(&dir.join("accounts.redb")).expect("embedded store"))
             }
             Backend::DynamoDb => {
-                let store =
-                    DynamoStore::new(&emulator_config().await, format!("test-{}", random_hex(6)));
+                let config = aws_sdk_dynamodb::config::Builder::from(&emulator_config().await)
+                    .interceptor(dynamo_calls.clone())
+                    .build();
+                let store = DynamoStore::with_client(
+                    aws_sdk_dynamodb::Client::from_conf(config),
+                    format!("test-{}", random_hex(6)),
+                );
                 store.ensure_table().await.expect("create test table");
                 Arc::new(store)
             }
@@ -180,8 +233,10 @@ impl TestServer {
             .expect("bind");
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(local_api::serve(listener, app.clone()));
+        dynamo_calls.take(); // table creation is not a request's cost
         Self {
             base,
+            dynamo_calls,
             clock,
             app,
             outbox,

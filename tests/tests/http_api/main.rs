@@ -1,5 +1,11 @@
 //! Black-box HTTP tests of SPEC.md, against the app on a random port with a fresh store.
 
 mod accounts;
+mod conventions;
+mod dynamodb_calls;
+mod login;
 mod reset;
+mod support;
+mod tokens;
 mod two_factor;
+mod vectors;
