@@ -1,12 +1,14 @@
 //! The Lambda entry point every function binary calls: init once, then serve events.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 
-use lambda_http::{service_fn, Request, RequestExt};
+use lambda_http::http::Response;
+use lambda_http::{service_fn, Request, RequestExt, Service};
 
 use super::routes::Function;
-use super::{dispatch, Handler};
+use super::{dispatch, Handler, HttpBody};
 use crate::config::Mode;
 use crate::http::app::App;
 use crate::telemetry;
@@ -22,7 +24,22 @@ pub async fn run(function: Function, handler: Handler) -> Result<(), lambda_http
             return Err(err.into());
         }
     };
-    lambda_http::run(service_fn(move |request: Request| {
+    lambda_http::run(service(app, function, handler)).await
+}
+
+/// The request service `run` hands to `lambda_http`: also what the `events/` tests drive through
+/// `lambda_http::Adapter`, so they exercise exactly what a deployed function runs.
+pub fn service(
+    app: Arc<App>,
+    function: Function,
+    handler: Handler,
+) -> impl Service<
+    Request,
+    Response = Response<HttpBody>,
+    Error = Infallible,
+    Future = impl Future<Output = Result<Response<HttpBody>, Infallible>> + Send,
+> + Clone {
+    service_fn(move |request: Request| {
         let app = app.clone();
         async move {
             let request_id = request
@@ -32,6 +49,5 @@ pub async fn run(function: Function, handler: Handler) -> Result<(), lambda_http
             let handlers = move |f: Function| (f == function).then_some(handler);
             Ok::<_, Infallible>(dispatch(&app, request, &request_id, &handlers).await)
         }
-    }))
-    .await
+    })
 }
