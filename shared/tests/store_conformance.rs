@@ -52,13 +52,11 @@ async fn dynamodb_store() -> Shared {
     assert!(
         endpoint,
         "neither AWS_ENDPOINT_URL nor AWS_ENDPOINT_URL_DYNAMODB is set: the DynamoDB half of the \
-         store conformance suite needs an emulator (start one with `moto_server -H 127.0.0.1 -p 0` \
-         and set AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); these \
+         store conformance suite needs an emulator (run ./scripts/test, which starts one \
+         and sets AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); these \
          tests never skip"
     );
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .load()
-        .await;
+    let config = auth::http::app::aws_sdk_config().await;
     let store = DynamoStore::new(&config, format!("conf-{}", random_hex(6)));
     store.ensure_table().await.expect("create the test table");
     Arc::new(store)

@@ -91,7 +91,7 @@ pub async fn emulator_config() -> aws_config::SdkConfig {
         "AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which starts the \
          DynamoDB/SES emulator (these tests never skip)"
     );
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    auth::http::app::aws_sdk_config().await
 }
 
 pub struct Response {

@@ -46,6 +46,19 @@ fn endpoint_overridden(service_var: &str) -> bool {
     std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os(service_var).is_some()
 }
 
+/// The AWS SDK configuration from the standard environment (region, credentials, endpoint
+/// overrides), over an HTTPS client using rustls with ring.
+pub async fn aws_sdk_config() -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+    let http_client = aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(http_client)
+        .load()
+        .await
+}
+
 impl App {
     pub fn new(
         settings: Settings,
@@ -79,7 +92,7 @@ impl App {
         let needs_aws = matches!(settings.storage, StorageConfig::DynamoDb { .. })
             || settings.mailer == MailerKind::Ses;
         let aws = match needs_aws {
-            true => Some(aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await),
+            true => Some(aws_sdk_config().await),
             false => None,
         };
         let store: Arc<dyn Store> = match (&settings.storage, &aws) {
