@@ -77,10 +77,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
         server.done.set()
 
     def answer(self, status, body):
-        self.send_response(status)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        try:
+            self.send_response(status)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the parked poll of a process the run has killed
 
 
 def run_once(binary, event):
