@@ -222,25 +222,9 @@ impl Secrets {
             version,
             key: decode_aes_key("TOTP_ENCRYPTION_KEY", &totp_key)?,
         }];
-        for entry in var("TOTP_ENCRYPTION_PREVIOUS_KEYS")
-            .unwrap_or_default()
-            .split(',')
-            .filter(|e| !e.trim().is_empty())
-        {
-            let (v, key) = entry.trim().split_once(':').ok_or_else(|| {
-                invalid(
-                    "TOTP_ENCRYPTION_PREVIOUS_KEYS",
-                    "expected <version>:<base64 key>,...",
-                )
-            })?;
-            let version = v
-                .parse()
-                .map_err(|_| invalid("TOTP_ENCRYPTION_PREVIOUS_KEYS", "version not a number"))?;
-            totp_keys.push(VersionedKey {
-                version,
-                key: decode_aes_key("TOTP_ENCRYPTION_PREVIOUS_KEYS", key)?,
-            });
-        }
+        totp_keys.extend(previous_totp_keys(
+            var("TOTP_ENCRYPTION_PREVIOUS_KEYS").as_deref(),
+        )?);
         Self::new(SecretString::from(secret_key), totp_keys)
     }
 
@@ -276,6 +260,29 @@ impl Secrets {
         )
         .expect("generated secrets are valid")
     }
+}
+
+/// `TOTP_ENCRYPTION_PREVIOUS_KEYS`: `<version>:<base64 key>,...`. Unset, empty or `none` means
+/// no previous keys (`none` because a deploy-time secret reference may not resolve to "").
+fn previous_totp_keys(text: Option<&str>) -> Result<Vec<VersionedKey>, ConfigError> {
+    const NAME: &str = "TOTP_ENCRYPTION_PREVIOUS_KEYS";
+    let text = text.unwrap_or_default().trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut keys = Vec::new();
+    for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (version, key) = entry
+            .split_once(':')
+            .ok_or_else(|| invalid(NAME, "expected <version>:<base64 key>,... or none"))?;
+        keys.push(VersionedKey {
+            version: version
+                .parse()
+                .map_err(|_| invalid(NAME, "version not a number"))?,
+            key: decode_aes_key(NAME, key)?,
+        });
+    }
+    Ok(keys)
 }
 
 fn decode_aes_key(name: &'static str, encoded: &str) -> Result<SecretBox<[u8; 32]>, ConfigError> {
@@ -384,6 +391,18 @@ mod tests {
         assert!(decode_aes_key("K", "not base64!").is_err());
         let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         assert!(decode_aes_key("K", &key).is_ok());
+    }
+
+    #[test]
+    fn previous_totp_keys_parse_and_none_means_none() {
+        let key = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        for empty in [None, Some(""), Some("none"), Some(" NONE ")] {
+            assert!(previous_totp_keys(empty).unwrap().is_empty(), "{empty:?}");
+        }
+        let keys = previous_totp_keys(Some(&format!("2:{key}, 1:{key}"))).unwrap();
+        assert_eq!(keys.iter().map(|k| k.version).collect::<Vec<_>>(), [2, 1]);
+        assert!(previous_totp_keys(Some(&key)).is_err());
+        assert!(previous_totp_keys(Some("x:abc")).is_err());
     }
 
     #[test]
