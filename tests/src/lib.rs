@@ -443,20 +443,30 @@ pub fn otpauth_secret(url: &str) -> Vec<u8> {
 
 /// RFC 4648 base32, independent of the service's own encoder.
 pub fn base32_decode(text: &str) -> Vec<u8> {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut bits = 0u64;
+    decode_rfc4648(
+        &text.to_ascii_uppercase(),
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
+    )
+}
+
+/// Decodes an RFC 4648 encoding (base32, base64, base64url: the alphabet says which), padding
+/// optional. Written here, not taken from the service, so tests check it independently.
+pub fn decode_rfc4648(text: &str, alphabet: &[u8]) -> Vec<u8> {
+    let width = alphabet.len().trailing_zeros();
+    let mut bits = 0u32;
     let mut count = 0;
     let mut out = Vec::new();
     for c in text.trim_end_matches('=').bytes() {
-        let value = ALPHABET
+        let value = alphabet
             .iter()
-            .position(|a| *a == c.to_ascii_uppercase())
-            .expect("base32 character") as u64;
-        bits = (bits << 5) | value;
-        count += 5;
+            .position(|a| *a == c)
+            .unwrap_or_else(|| panic!("{:?} is not in the alphabet", c as char));
+        bits = (bits << width) | value as u32;
+        count += width;
         if count >= 8 {
             count -= 8;
             out.push((bits >> count) as u8);
+            bits &= (1 << count) - 1;
         }
     }
     out

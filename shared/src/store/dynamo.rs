@@ -670,6 +670,31 @@ impl DynamoStore {
         Ok(UserId(get_n(&attributes, LAST_ID)?))
     }
 
+    /// Counts one more failure in `(count, at)` of a user's device, by compare-and-set on the
+    /// count the caller saw (so concurrent guesses in one state count once), if `device_exists`
+    /// (a condition written over the same expression) still holds.
+    async fn count_failure(
+        &self,
+        id: UserId,
+        (count, at): (&str, &str),
+        seen_failures: u32,
+        now: i64,
+        device_exists: impl FnOnce(&mut Expr) -> String,
+    ) -> StoreResult<bool> {
+        let mut expr = Expr::default();
+        let update = format!(
+            "SET {}",
+            expr.assignments(vec![(count, n(u64::from(seen_failures) + 1)), (at, n(now)),])
+        );
+        let device = device_exists(&mut expr);
+        let condition = format!(
+            "{device} AND {} = {}",
+            expr.name(count),
+            expr.value(n(seen_failures))
+        );
+        self.update(user_key(id), update, condition, expr).await
+    }
+
     fn put(&self, item: Item, condition: &str) -> StoreResult<TransactWriteItem> {
         let put = Put::builder()
             .table_name(&self.table)
@@ -686,17 +711,7 @@ impl DynamoStore {
 impl Store for DynamoStore {
     async fn create_user(&self, new: NewUser) -> StoreResult<Created> {
         let id = self.next_user_id().await?;
-        let user = User {
-            id,
-            email: new.email,
-            email_norm: new.email_norm,
-            password_hash: new.password_hash,
-            token_gen: new.token_gen,
-            last_login: None,
-            created_at: new.created_at,
-            totp: None,
-            static_codes: None,
-        };
+        let user = new.into_user(id);
         let items = vec![
             self.put(
                 email_claim_item(&user.email_norm, id),
@@ -956,22 +971,20 @@ impl Store for DynamoStore {
         seen_failures: u32,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut expr = Expr::default();
-        let update = format!(
-            "SET {}",
-            expr.assignments(vec![
-                (TOTP_FAILURES, n(u64::from(seen_failures) + 1)),
-                (TOTP_FAILED_AT, n(now)),
-            ])
-        );
-        let condition = format!(
-            "{} = {} AND {} = {}",
-            expr.name(TOTP_DEVICE_ID),
-            expr.value(s(device_id)),
-            expr.name(TOTP_FAILURES),
-            expr.value(n(seen_failures)),
-        );
-        self.update(user_key(id), update, condition, expr).await
+        self.count_failure(
+            id,
+            (TOTP_FAILURES, TOTP_FAILED_AT),
+            seen_failures,
+            now,
+            |expr| {
+                format!(
+                    "{} = {}",
+                    expr.name(TOTP_DEVICE_ID),
+                    expr.value(s(device_id))
+                )
+            },
+        )
+        .await
     }
 
     async fn replace_static_codes(
@@ -1034,21 +1047,14 @@ impl Store for DynamoStore {
         seen_failures: u32,
         now: i64,
     ) -> StoreResult<bool> {
-        let mut expr = Expr::default();
-        let update = format!(
-            "SET {}",
-            expr.assignments(vec![
-                (CODE_FAILURES, n(u64::from(seen_failures) + 1)),
-                (CODE_FAILED_AT, n(now)),
-            ])
-        );
-        let condition = format!(
-            "attribute_exists({}) AND {} = {}",
-            expr.name(CODES_DEVICE_ID),
-            expr.name(CODE_FAILURES),
-            expr.value(n(seen_failures)),
-        );
-        self.update(user_key(id), update, condition, expr).await
+        self.count_failure(
+            id,
+            (CODE_FAILURES, CODE_FAILED_AT),
+            seen_failures,
+            now,
+            |expr| format!("attribute_exists({})", expr.name(CODES_DEVICE_ID)),
+        )
+        .await
     }
 
     async fn remove_two_factor(&self, id: UserId, new_gen: &str) -> StoreResult<bool> {

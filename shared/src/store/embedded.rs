@@ -187,17 +187,7 @@ impl Store for EmbeddedStore {
                 .insert(new.email_norm.as_str(), id)
                 .map_err(unavailable)?;
             drop((emails, counters));
-            let user = User {
-                id: UserId(id),
-                email: new.email,
-                email_norm: new.email_norm,
-                password_hash: new.password_hash,
-                token_gen: new.token_gen,
-                last_login: None,
-                created_at: new.created_at,
-                totp: None,
-                static_codes: None,
-            };
+            let user = new.into_user(UserId(id));
             put_user(tx, &user)?;
             Ok((Created::User(Box::new(user)), true))
         })

@@ -104,6 +104,23 @@ pub struct NewUser {
     pub created_at: i64,
 }
 
+impl NewUser {
+    /// The stored user once an adapter has allocated its id: no login yet, no two-factor.
+    pub fn into_user(self, id: UserId) -> User {
+        User {
+            id,
+            email: self.email,
+            email_norm: self.email_norm,
+            password_hash: self.password_hash,
+            token_gen: self.token_gen,
+            last_login: None,
+            created_at: self.created_at,
+            totp: None,
+            static_codes: None,
+        }
+    }
+}
+
 /// A password replacement, applied only if the hash is still the one the caller saw.
 #[derive(Debug, Clone)]
 pub struct PasswordUpdate {
