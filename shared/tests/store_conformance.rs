@@ -7,12 +7,12 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use auth::domain::records::{
+    Failures, NewUser, SealedSecret, StaticCodes, TotpDevice, User, UserId,
+};
 use auth::store::dynamo::DynamoStore;
 use auth::store::embedded::EmbeddedStore;
-use auth::store::{
-    Created, Failures, NewUser, PasswordUpdate, SealedSecret, StaticCodes, Store, TotpAccept,
-    TotpDevice, TotpInsert, User, UserId,
-};
+use auth::store::{Created, PasswordUpdate, Store, TotpAccept, TotpInsert};
 use tokio::sync::Barrier;
 
 type Shared = Arc<dyn Store>;
@@ -56,7 +56,7 @@ async fn dynamodb_store() -> Shared {
          and sets AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); these \
          tests never skip"
     );
-    let config = auth::http::app::aws_sdk_config().await;
+    let config = auth::wiring::app::aws_sdk_config().await;
     let store = DynamoStore::new(&config, format!("conf-{}", random_hex(6)));
     store.ensure_table().await.expect("create the test table");
     Arc::new(store)

@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use auth::clock::ManualClock;
-use auth::config::{Secrets, Settings};
+use auth::domain::keys::Secrets;
 use auth::mail::outbox::Outbox;
 use auth::mail::ses::SesMailer;
 use auth::mail::Mailer;
+use auth::settings::Settings;
 use auth::store::dynamo::DynamoStore;
 use auth::store::embedded::EmbeddedStore;
 use auth::store::Store;
@@ -91,7 +92,7 @@ pub async fn emulator_config() -> aws_config::SdkConfig {
         "AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which starts the \
          DynamoDB/SES emulator (these tests never skip)"
     );
-    auth::http::app::aws_sdk_config().await
+    auth::wiring::app::aws_sdk_config().await
 }
 
 pub struct Response {

@@ -4,7 +4,7 @@ use lambda_http::http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::HttpBody;
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::Error;
 
 /// What a handler answers on success.

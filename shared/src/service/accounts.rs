@@ -1,12 +1,15 @@
 //! Accounts and login: create, login, view, logout everywhere, delete, change password.
 
-use crate::email::{normalize, Email};
+use crate::domain::client_ip::ClientIp;
+use crate::domain::email::{normalize, Email};
+use crate::domain::password::{self, Password, Verified};
+use crate::domain::records::{NewUser, User};
+use crate::domain::totp::backoff_wait;
 use crate::error::{AuthFailure, FieldErrors};
-use crate::password::{self, Password, Verified};
-use crate::store::{Created, NewUser, PasswordUpdate, User};
-use crate::totp::backoff_wait;
+use crate::store::{Created, PasswordUpdate};
 use crate::Error;
 
+use super::requests::{AccountDeletion, Credentials, Invalid, Parsed, PasswordChange, SignUp};
 use super::{random_id, Principal, Service};
 
 pub const EMAIL_TAKEN: &str = "user with this email address already exists.";
@@ -29,7 +32,23 @@ impl Service {
 
     /// Creates an account: uniqueness (case-insensitive), then Django's validators, then the
     /// argon2id hash, then one atomic insert that a racing duplicate cannot also win.
-    pub async fn create_user(&self, email: Email, password: Password) -> Result<User, Error> {
+    pub async fn create_user(
+        &self,
+        request: Parsed<SignUp, Option<Email>>,
+        _client: ClientIp,
+    ) -> Result<User, Error> {
+        let SignUp { email, password } = match request {
+            Ok(request) => request,
+            Err(Invalid { mut errors, parsed }) => {
+                // DRF reports a taken address beside the other field errors.
+                if let Some(email) = parsed {
+                    if self.email_registered(&email).await? {
+                        errors.add("email", EMAIL_TAKEN);
+                    }
+                }
+                return Err(Error::Fields(errors));
+            }
+        };
         if self.email_registered(&email).await? {
             return Err(Error::field("email", EMAIL_TAKEN));
         }
@@ -55,8 +74,17 @@ impl Service {
 
     /// Email + password to a token. Every credential failure reads the same and costs the same
     /// hashing time; failures are throttled per address whether or not it has an account.
-    pub async fn login(&self, email_text: &str, password: &Password) -> Result<String, Error> {
-        let key = normalize(email_text);
+    pub async fn login(
+        &self,
+        request: Parsed<Credentials, ()>,
+        _client: ClientIp,
+    ) -> Result<String, Error> {
+        let Credentials {
+            email: email_text,
+            password,
+        } = request.map_err(|invalid| Error::Fields(invalid.errors))?;
+        let password = &password;
+        let key = normalize(&email_text);
         let now = self.now();
         let (user, failures) = self.store.login_lookup(&key, now).await?;
         if let Some(wait) = backoff_wait(failures, now, FREE_LOGIN_FAILURES) {
@@ -119,11 +147,8 @@ impl Service {
         }
     }
 
-    pub async fn check_current_password(
-        &self,
-        user: &User,
-        password: &Password,
-    ) -> Result<bool, Error> {
+    /// Checks a `current_password`; a wrong one is the field error DRF gives.
+    async fn prove_password(&self, user: &User, password: &Password) -> Result<bool, Error> {
         Ok(self
             .hasher
             .verify(password, &user.password_hash)
@@ -131,9 +156,34 @@ impl Service {
             .ok())
     }
 
-    /// Deletes the account with its devices and codes (they live on the user item).
-    pub async fn delete_account(&self, principal: &Principal) -> Result<(), Error> {
+    /// The field errors of a body that did not parse, with the current password's verdict
+    /// beside them when it did parse (djoser validates it as a field).
+    async fn with_password_verdict(
+        &self,
+        user: &User,
+        mut errors: FieldErrors,
+        current: Option<Password>,
+    ) -> Result<Error, Error> {
+        if let Some(current) = current {
+            if !self.prove_password(user, &current).await? {
+                errors.add("current_password", INVALID_PASSWORD);
+            }
+        }
+        Ok(Error::Fields(errors))
+    }
+
+    /// Deletes the account with its devices and codes (they live on the user item), once the
+    /// current password is proven.
+    pub async fn delete_account(
+        &self,
+        principal: &Principal,
+        request: Parsed<AccountDeletion, ()>,
+    ) -> Result<(), Error> {
         let user = &principal.user;
+        let request = request.map_err(|invalid| Error::Fields(invalid.errors))?;
+        if !self.prove_password(user, &request.current_password).await? {
+            return Err(Error::field("current_password", INVALID_PASSWORD));
+        }
         if self.store.delete_user(user, &user.token_gen).await? {
             Ok(())
         } else {
@@ -142,9 +192,24 @@ impl Service {
         }
     }
 
-    /// Sets a new password after the current one was checked. Tokens stay valid unless
+    /// Sets a new password once the current one is proven. Tokens stay valid unless
     /// `LOGOUT_ON_PASSWORD_CHANGE` (djoser's setting) is on.
-    pub async fn change_password(&self, user: &User, new_password: &Password) -> Result<(), Error> {
+    pub async fn change_password(
+        &self,
+        principal: &Principal,
+        request: Parsed<PasswordChange, Option<Password>>,
+    ) -> Result<(), Error> {
+        let user = &principal.user;
+        let request = match request {
+            Ok(request) => request,
+            Err(Invalid { errors, parsed }) => {
+                return Err(self.with_password_verdict(user, errors, parsed).await?)
+            }
+        };
+        if !self.prove_password(user, &request.current_password).await? {
+            return Err(Error::field("current_password", INVALID_PASSWORD));
+        }
+        let new_password = &request.new_password;
         let problems = password::validate(new_password.expose(), &user.email);
         if !problems.is_empty() {
             return Err(Error::Fields(FieldErrors::from_messages(

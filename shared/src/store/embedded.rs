@@ -8,10 +8,8 @@ use async_trait::async_trait;
 use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    Created, Failures, NewUser, PasswordUpdate, StaticCodes, Store, StoreError, StoreResult,
-    TotpAccept, TotpDevice, TotpInsert, User, UserId,
-};
+use super::{Created, PasswordUpdate, Store, StoreError, StoreResult, TotpAccept, TotpInsert};
+use crate::domain::records::{Failures, NewUser, StaticCodes, TotpDevice, User, UserId};
 
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails");

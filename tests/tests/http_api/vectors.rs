@@ -4,7 +4,8 @@
 
 use api_tests::*;
 use auth::clock::Clock;
-use auth::store::{Created, NewUser};
+use auth::domain::records::NewUser;
+use auth::store::Created;
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -31,6 +32,7 @@ fn text<'v>(vector: &'v Value, key: &str) -> &'v str {
 async fn forget(server: &TestServer, email: &str) {
     let user = server
         .app
+        .service
         .store
         .user_by_email(&email.to_lowercase())
         .await
@@ -38,6 +40,7 @@ async fn forget(server: &TestServer, email: &str) {
         .expect("the account just created");
     assert!(server
         .app
+        .service
         .store
         .delete_user(&user, &user.token_gen)
         .await
@@ -146,6 +149,7 @@ async fn every_django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id() {
         let email = unique_email("imported");
         let created = server
             .app
+            .service
             .store
             .create_user(NewUser {
                 email: email.clone(),
@@ -165,7 +169,14 @@ async fn every_django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id() {
             .login(&email, "definitely-not-it-77")
             .await
             .assert(400, json!({ "non_field_errors": [BAD_CREDENTIALS] }));
-        let stored = server.app.store.user(user.id).await.unwrap().unwrap();
+        let stored = server
+            .app
+            .service
+            .store
+            .user(user.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(stored.password_hash, hash);
 
         let first = server.login(&email, password).await;
@@ -175,7 +186,14 @@ async fn every_django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id() {
             .await
             .assert(200, json!({"id": user.id.0, "email": email}));
 
-        let stored = server.app.store.user(user.id).await.unwrap().unwrap();
+        let stored = server
+            .app
+            .service
+            .store
+            .user(user.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(
             stored.password_hash.starts_with("$argon2id$"),
             "not rehashed: {}",
@@ -191,7 +209,14 @@ async fn every_django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id() {
             server.login(&email, "definitely-not-it-77").await.status,
             400
         );
-        let after = server.app.store.user(user.id).await.unwrap().unwrap();
+        let after = server
+            .app
+            .service
+            .store
+            .user(user.id)
+            .await
+            .unwrap()
+            .unwrap();
         assert!(after.password_hash.starts_with("$argon2id$"));
     }
 }
@@ -202,6 +227,7 @@ async fn an_argon2id_hash_meets_the_owasp_minimum() {
     let (email, _) = server.signed_up("owasp").await;
     let user = server
         .app
+        .service
         .store
         .user_by_email(&email.to_lowercase())
         .await
