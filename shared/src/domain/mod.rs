@@ -7,5 +7,6 @@ pub mod keys;
 pub mod password;
 pub mod records;
 pub mod reset_token;
+pub mod throttle;
 pub mod token;
 pub mod totp;

@@ -1,6 +1,7 @@
 //! The domain: what each endpoint does, in terms of the ports. Nothing here knows HTTP or AWS.
 
 pub mod accounts;
+pub mod limits;
 pub mod requests;
 pub mod reset;
 pub mod two_factor;

@@ -11,7 +11,7 @@ use crate::domain::records::User;
 use crate::domain::reset_token::{ResetToken, Uid};
 use crate::error::FieldErrors;
 use crate::mail::MailMessage;
-use crate::store::PasswordUpdate;
+use crate::store::{CounterKey, PasswordUpdate};
 use crate::Error;
 
 use super::requests::{Invalid, Parsed, ResetConfirmation, ResetRequest};
@@ -68,8 +68,10 @@ impl Service {
     pub async fn request_password_reset(
         &self,
         request: Parsed<ResetRequest, ()>,
-        _client: ClientIp,
+        client: ClientIp,
     ) -> Result<(), Error> {
+        // The IP limit answers 429: it says nothing about which addresses have accounts.
+        self.count_one(&self.reset_request_scope(client)).await?;
         let email = &request
             .map_err(|invalid| Error::Fields(invalid.errors))?
             .email;
@@ -85,6 +87,16 @@ impl Service {
                 self.settings.limits.reset_mail_interval_secs,
             )
             .await?;
+        // At most so many mails per address per day; past them the answer is the same 204.
+        let may_send = may_send
+            && match self
+                .count_one(&self.reset_mail_scope(email.normalized()))
+                .await
+            {
+                Ok(_) => true,
+                Err(Error::Throttled { .. }) => false,
+                Err(other) => return Err(other),
+            };
         if let (Some(user), true) = (user, may_send) {
             let token = ResetToken::issue(&self.keys.password_reset, &user, now);
             let link = self.reset_link(&Uid(user.id).encode(), &token);
@@ -152,8 +164,19 @@ impl Service {
             new_hash: self.hasher.hash(new_password).await?,
             new_token_gen: Some(random_id()),
             last_login: Some(now),
+            clear_totp_failures: true,
         };
         if self.store.update_password(user.id, update).await? {
+            // The mailbox was proven: the address's login limits and the password-proof count
+            // start over (address + IP records are left behind with the old last login).
+            self.store
+                .delete_counters(&[
+                    CounterKey::LoginAddress {
+                        email_norm: user.email_norm.clone(),
+                    },
+                    CounterKey::PasswordProof { user: user.id },
+                ])
+                .await?;
             Ok(())
         } else {
             // A racing confirm with the same token won: this one is a reuse.

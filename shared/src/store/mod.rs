@@ -7,7 +7,71 @@ pub mod embedded;
 
 use async_trait::async_trait;
 
-use crate::domain::records::{Failures, NewUser, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::records::{NewUser, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::throttle::Counter;
+
+/// Which abuse-limit counter (docs/data-model.md#abuse-limit-counters). Windows are the start of
+/// their fixed window (seconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CounterKey {
+    LoginAddressIp { email_norm: String, ip: String },
+    LoginAddress { email_norm: String },
+    LoginIp { ip: String, window: i64 },
+    PasswordProof { user: UserId },
+    SignUpIp { ip: String, window: i64 },
+    ResetIp { ip: String, window: i64 },
+    ResetMails { email_norm: String, window: i64 },
+}
+
+/// Keeps a key part within DynamoDB's key size whatever a client typed (an address is at most
+/// 254 characters, but a login may type anything): long parts are replaced by their SHA-256.
+fn bounded(part: &str) -> String {
+    use sha2::Digest;
+    if part.len() <= 512 {
+        return part.to_owned();
+    }
+    let digest = sha2::Sha256::digest(part.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
+}
+
+impl CounterKey {
+    /// The partition the counter lives in (the same layout on both stores).
+    pub fn partition(&self) -> String {
+        match self {
+            Self::LoginAddressIp { email_norm, .. }
+            | Self::LoginAddress { email_norm }
+            | Self::ResetMails { email_norm, .. } => format!("THROTTLE#{}", bounded(email_norm)),
+            Self::LoginIp { ip, .. } | Self::SignUpIp { ip, .. } | Self::ResetIp { ip, .. } => {
+                format!("IP#{ip}")
+            }
+            Self::PasswordProof { user } => format!("USER#{user}"),
+        }
+    }
+
+    pub fn sort(&self) -> String {
+        match self {
+            Self::LoginAddressIp { ip, .. } => format!("LOGIN#{ip}"),
+            Self::LoginAddress { .. } => "LOGIN".to_owned(),
+            Self::LoginIp { window, .. } => format!("LOGIN#{window}"),
+            Self::PasswordProof { .. } => "PROOF".to_owned(),
+            Self::SignUpIp { window, .. } => format!("CREATE#{window}"),
+            Self::ResetIp { window, .. } => format!("RESET#{window}"),
+            Self::ResetMails { window, .. } => format!("RESETMAILS#{window}"),
+        }
+    }
+}
+
+/// A counter to write, and when its record may be forgotten (the TTL).
+#[derive(Debug, Clone)]
+pub struct CounterWrite {
+    pub key: CounterKey,
+    pub counter: Counter,
+    pub expires_at: i64,
+    /// Written only if the stored version is still the one before `counter.version`; false:
+    /// written whatever is stored (a success resetting its scopes).
+    pub conditional: bool,
+}
 
 /// A password replacement, applied only if the hash is still the one the caller saw.
 #[derive(Debug, Clone)]
@@ -17,6 +81,8 @@ pub struct PasswordUpdate {
     /// Rotate the token generation too (ends every session).
     pub new_token_gen: Option<String>,
     pub last_login: Option<i64>,
+    /// Reset the TOTP failure count (a completed reset lifts the TOTP hard limit).
+    pub clear_totp_failures: bool,
 }
 
 /// A TOTP code accepted at `step`: applied only if the device is the one seen, its failure count
@@ -68,24 +134,24 @@ pub trait Store: Send + Sync + 'static {
 
     async fn user_by_email(&self, email_norm: &str) -> StoreResult<Option<User>>;
 
-    /// Login's read: the account (if any) and the address's failure record, in as few calls as
-    /// the store allows.
-    /// The account of an address (if any) and its login failures still alive at `now`.
+    /// Login's read: the account of an address (if any) and the counters of its limits, in as
+    /// few calls as the store allows. Counters answer in the order of `counters`; a missing
+    /// record, or one expired at `now`, reads as the default (keeping its version, if stored).
     async fn login_lookup(
         &self,
         email_norm: &str,
+        counters: &[CounterKey],
         now: i64,
-    ) -> StoreResult<(Option<User>, Failures)>;
+    ) -> StoreResult<(Option<User>, Vec<Counter>)>;
 
-    /// Counts one failed login for an address (account or not); the record expires at `expires_at`.
-    async fn record_login_failure(
-        &self,
-        email_norm: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<()>;
+    /// Counters, as `login_lookup` reads them.
+    async fn counters(&self, keys: &[CounterKey], now: i64) -> StoreResult<Vec<Counter>>;
 
-    async fn clear_login_failures(&self, email_norm: &str) -> StoreResult<()>;
+    /// Writes every counter, all or none: false when a conditional one is no longer at the
+    /// version before the one it carries (another request counted first).
+    async fn swap_counters(&self, writes: &[CounterWrite]) -> StoreResult<bool>;
+
+    async fn delete_counters(&self, keys: &[CounterKey]) -> StoreResult<()>;
 
     /// Claims the right to send a reset mail to an address: true if no mail was sent in the last
     /// `window` seconds (and records `now`), false otherwise.

@@ -183,7 +183,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .set_key(Some(counter_key()))
+            .set_key(Some(id_counter_key()))
             .update_expression(update)
             .set_expression_attribute_names(names)
             .set_expression_attribute_values(values)

@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 use crate::domain::records::{Failures, SealedSecret, StaticCodes, TotpDevice, User, UserId};
-use crate::store::{StoreError, StoreResult};
+use crate::domain::throttle::Counter;
+use crate::store::{CounterKey, CounterWrite, StoreError, StoreResult};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -23,7 +24,6 @@ pub const TTL_ATTRIBUTE: &str = TTL;
 
 pub(super) const PROFILE: &str = "PROFILE";
 pub(super) const EMAIL: &str = "EMAIL";
-pub(super) const LOGIN: &str = "LOGIN";
 pub(super) const RESET: &str = "RESET";
 
 // User attributes.
@@ -63,8 +63,12 @@ pub(super) const CODES_ATTRIBUTES: [&str; 4] =
 // Other items.
 pub(super) const USER_ID: &str = "user_id";
 pub(super) const LAST_ID: &str = "last_id";
-pub(super) const FAILURES: &str = "failures";
-pub(super) const FAILED_AT: &str = "failed_at";
+// Abuse-limit counters.
+pub(super) const COUNT: &str = "n";
+pub(super) const WAIT_UNTIL: &str = "wait_until";
+pub(super) const KNOWN_UNTIL: &str = "known_until";
+pub(super) const EPOCH: &str = "epoch";
+pub(super) const VERSION: &str = "v";
 pub(super) const SENT_AT: &str = "sent_at";
 
 // ---------------------------------------------------------------------------------------------
@@ -85,10 +89,11 @@ pub(super) fn email_key(email_norm: &str) -> Item {
     key(format!("EMAIL#{email_norm}"), EMAIL)
 }
 
-pub(super) fn counter_key() -> Item {
+pub(super) fn id_counter_key() -> Item {
     key("COUNTER".to_owned(), "USER")
 }
 
+/// The per-address reset-mail claim (`THROTTLE#<email_norm>` / `RESET`).
 pub(super) fn throttle_key(email_norm: &str, kind: &str) -> Item {
     key(format!("THROTTLE#{email_norm}"), kind)
 }
@@ -273,13 +278,42 @@ pub(super) fn email_claim_item(email_norm: &str, id: UserId) -> Item {
     item
 }
 
-/// A login throttle item, or no failures if it has expired by `now`.
-pub(super) fn login_failures_from_item(item: &Item, now: i64) -> StoreResult<Failures> {
+pub(super) fn counter_key(key: &CounterKey) -> Item {
+    self::key(key.partition(), &key.sort())
+}
+
+pub(super) fn counter_item(write: &CounterWrite) -> Item {
+    let mut item = counter_key(&write.key);
+    let c = &write.counter;
+    item.extend(
+        [
+            (COUNT, n(c.n)),
+            (WAIT_UNTIL, n(c.wait_until)),
+            (KNOWN_UNTIL, n(c.known_until)),
+            (EPOCH, n(c.epoch)),
+            (VERSION, n(c.version)),
+            (TTL, n(write.expires_at)),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    item
+}
+
+/// A counter item; one expired at `now` reads as the default but keeps its version, so a swap
+/// still names what is stored.
+pub(super) fn counter_from_item(item: &Item, now: i64) -> StoreResult<Counter> {
+    let version = get_n(item, VERSION)?;
     if !alive(item, now)? {
-        return Ok(Failures::default());
+        return Ok(Counter {
+            version,
+            ..Counter::default()
+        });
     }
-    Ok(Failures {
-        count: get_n(item, FAILURES)?,
-        last_at: get_n(item, FAILED_AT)?,
+    Ok(Counter {
+        n: get_n(item, COUNT)?,
+        wait_until: get_n(item, WAIT_UNTIL)?,
+        known_until: get_n(item, KNOWN_UNTIL)?,
+        epoch: get_n(item, EPOCH)?,
+        version,
     })
 }

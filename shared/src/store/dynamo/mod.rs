@@ -26,13 +26,17 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use aws_sdk_dynamodb::Client;
 
-use super::{Created, PasswordUpdate, Store, StoreError, StoreResult, TotpAccept, TotpInsert};
-use crate::domain::records::{Failures, NewUser, StaticCodes, TotpDevice, User, UserId};
-use client::{build_error, cancelled_by_condition, unavailable, Transacted, ATTEMPTS};
+use super::{
+    CounterKey, CounterWrite, Created, PasswordUpdate, Store, StoreError, StoreResult, TotpAccept,
+    TotpInsert,
+};
+use crate::domain::records::{NewUser, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::throttle::Counter;
+use client::{build_error, cancelled_by_condition, unavailable, Transacted, CONDITION_FAILED};
 use expr::Expr;
 use items::*;
 
@@ -47,6 +51,20 @@ pub use items::{KEY_SCHEMA, TTL_ATTRIBUTE};
 pub struct DynamoStore {
     client: Client,
     table: String,
+}
+
+/// The counters of `keys` among the items of a batch read, in the order of `keys`.
+fn counters_in_order(items: &[Item], keys: &[CounterKey], now: i64) -> StoreResult<Vec<Counter>> {
+    keys.iter()
+        .map(|key| {
+            let (pk, sk) = (key.partition(), key.sort());
+            let item = items.iter().find(|item| {
+                matches!(item.get(PK), Some(AttributeValue::S(p)) if *p == pk)
+                    && matches!(item.get(SK), Some(AttributeValue::S(s)) if *s == sk)
+            });
+            item.map_or(Ok(Counter::default()), |item| counter_from_item(item, now))
+        })
+        .collect()
 }
 
 impl DynamoStore {
@@ -98,86 +116,78 @@ impl Store for DynamoStore {
     async fn login_lookup(
         &self,
         email_norm: &str,
+        counters: &[CounterKey],
         now: i64,
-    ) -> StoreResult<(Option<User>, Failures)> {
-        let items = self
-            .get_items(vec![email_key(email_norm), throttle_key(email_norm, LOGIN)])
-            .await?;
-        let mut user_id = None;
-        let mut failures = Failures::default();
-        for item in &items {
-            match get_s(item, SK)?.as_str() {
-                EMAIL => user_id = Some(UserId(get_n(item, USER_ID)?)),
-                LOGIN => failures = login_failures_from_item(item, now)?,
-                _ => return Err(StoreError::Corrupt("unexpected item in batch".to_owned())),
-            }
-        }
+    ) -> StoreResult<(Option<User>, Vec<Counter>)> {
+        let mut keys = vec![email_key(email_norm)];
+        keys.extend(counters.iter().map(counter_key));
+        let items = self.get_items(keys).await?;
+        let claim_pk = format!("EMAIL#{email_norm}");
+        let user_id = items
+            .iter()
+            .find(|item| matches!(item.get(PK), Some(AttributeValue::S(pk)) if *pk == claim_pk))
+            .map(|claim| get_n(claim, USER_ID))
+            .transpose()?;
+        let found = counters_in_order(&items, counters, now)?;
         let user = match user_id {
-            Some(id) => self.get_user(id).await?,
+            Some(id) => self.get_user(UserId(id)).await?,
             None => None,
         };
-        Ok((user, failures))
+        Ok((user, found))
     }
 
-    async fn record_login_failure(
-        &self,
-        email_norm: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<()> {
-        // Normally one call: count up a live record (or start one). Only when an expired record
-        // still lingers (TTL deletion lags) is it restarted at one instead, by a second call.
-        for _ in 0..ATTEMPTS {
-            let mut expr = Expr::default();
-            let update = format!(
-                "ADD {} {} SET {}",
-                expr.name(FAILURES),
-                expr.value(n(1)),
-                expr.assignments(vec![(FAILED_AT, n(now)), (TTL, n(expires_at))])
-            );
-            let condition = format!(
-                "attribute_not_exists({}) OR {} > {}",
-                expr.name(PK),
-                expr.name(TTL),
-                expr.value(n(now))
-            );
-            if self
-                .update(throttle_key(email_norm, LOGIN), update, condition, expr)
-                .await?
+    async fn counters(&self, keys: &[CounterKey], now: i64) -> StoreResult<Vec<Counter>> {
+        let items = self
+            .get_items(keys.iter().map(counter_key).collect())
+            .await?;
+        counters_in_order(&items, keys, now)
+    }
+
+    async fn swap_counters(&self, writes: &[CounterWrite]) -> StoreResult<bool> {
+        let items = writes
+            .iter()
+            .map(|write| {
+                let mut put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(counter_item(write)));
+                let seen = write.counter.version.saturating_sub(1);
+                if write.conditional && seen == 0 {
+                    put = put
+                        .condition_expression("attribute_not_exists(#pk)")
+                        .expression_attribute_names("#pk", PK);
+                } else if write.conditional {
+                    put = put
+                        .condition_expression("#v = :seen")
+                        .expression_attribute_names("#v", VERSION)
+                        .expression_attribute_values(":seen", n(seen));
+                }
+                let put = put.build().map_err(build_error)?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        match self.transact(items).await? {
+            Transacted::Done => Ok(true),
+            Transacted::Cancelled(reasons)
+                if reasons.iter().flatten().any(|r| r == CONDITION_FAILED) =>
             {
-                return Ok(());
+                Ok(false)
             }
-            let mut expr = Expr::default();
-            let update = format!(
-                "SET {}",
-                expr.assignments(vec![
-                    (FAILURES, n(1)),
-                    (FAILED_AT, n(now)),
-                    (TTL, n(expires_at)),
-                ])
-            );
-            let condition = format!("{} <= {}", expr.name(TTL), expr.value(n(now)));
-            if self
-                .update(throttle_key(email_norm, LOGIN), update, condition, expr)
-                .await?
-            {
-                return Ok(());
-            }
-            // A racing failure refreshed the record in between: count up again.
+            Transacted::Cancelled(reasons) => Err(StoreError::Unavailable(format!(
+                "counter swap cancelled: {reasons:?}"
+            ))),
         }
-        Err(StoreError::Unavailable(
-            "the login throttle kept changing".to_owned(),
-        ))
     }
 
-    async fn clear_login_failures(&self, email_norm: &str) -> StoreResult<()> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(throttle_key(email_norm, LOGIN)))
-            .send()
-            .await
-            .map_err(unavailable)?;
+    async fn delete_counters(&self, keys: &[CounterKey]) -> StoreResult<()> {
+        for key in keys {
+            self.client
+                .delete_item()
+                .table_name(&self.table)
+                .set_key(Some(counter_key(key)))
+                .send()
+                .await
+                .map_err(unavailable)?;
+        }
         Ok(())
     }
 
@@ -243,6 +253,10 @@ impl Store for DynamoStore {
         }
         if let Some(at) = update.last_login {
             assignments.push((LAST_LOGIN, n(at)));
+        }
+        if update.clear_totp_failures {
+            assignments.push((TOTP_FAILURES, n(0)));
+            assignments.push((TOTP_FAILED_AT, n(0)));
         }
         let set = format!("SET {}", expr.assignments(assignments));
         let condition = format!(

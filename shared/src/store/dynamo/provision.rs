@@ -111,7 +111,7 @@ impl DynamoStore {
             .client
             .get_item()
             .table_name(&self.table)
-            .set_key(Some(counter_key()))
+            .set_key(Some(id_counter_key()))
             .send()
             .await;
         if let Err(err) = result {
