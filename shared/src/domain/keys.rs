@@ -101,6 +101,8 @@ pub struct Keys {
     /// Recovery and activation links have keys of their own: no link works as another kind.
     pub recovery: MacKey,
     pub activation: MacKey,
+    /// Refresh tokens' MACs.
+    pub refresh: MacKey,
     pub emergency_codes: MacKey,
     pub totp: TotpSealer,
 }
@@ -122,6 +124,7 @@ impl Keys {
             password_reset: subkey("password-reset-token"),
             recovery: subkey("totp-recovery-token"),
             activation: subkey("activation-token"),
+            refresh: subkey("refresh-token"),
             emergency_codes: subkey("emergency-code-hmac"),
             totp: TotpSealer {
                 keys: secrets

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::session::Sessions;
+
 /// A user's numeric id: positive, unique, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct UserId(pub u64);
@@ -36,6 +38,9 @@ pub struct User {
     /// When a password reset last completed.
     #[serde(default)]
     pub reset_at: Option<i64>,
+    /// The live sessions (docs/api.md#sessions).
+    #[serde(default)]
+    pub sessions: Sessions,
 }
 
 /// The recovery state of an account: a per-user nonce that every recovery link covers (it
@@ -135,6 +140,7 @@ impl NewUser {
             pending: self.pending,
             recovery: Recovery::default(),
             reset_at: None,
+            sessions: Sessions::default(),
         }
     }
 }

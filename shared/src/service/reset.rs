@@ -153,6 +153,7 @@ impl Service {
             // The mailbox is proven: a pending account is active from now on.
             reset_at: Some(now),
             recovery: self.cancelled_recovery(&user),
+            sessions: Some(Default::default()),
         };
         let mut effects = self.effects(SecurityEvent::PasswordResetCompleted, &user, origin, None);
         if update.recovery.is_some() {

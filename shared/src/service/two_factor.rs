@@ -9,6 +9,8 @@ use crate::domain::records::{Failures, StaticCodes, TotpDevice, User};
 use crate::domain::totp;
 use crate::error::AuthFailure;
 use crate::store::{Effects, TotpAccept, TotpInsert};
+
+use super::sessions::Tokens;
 use crate::Error;
 
 use super::{random_id, Principal, Service};
@@ -82,7 +84,7 @@ impl Service {
         principal: &Principal,
         code: &str,
         origin: &Origin,
-    ) -> Result<String, Error> {
+    ) -> Result<Tokens, Error> {
         let user = &principal.user;
         let device = user.totp.as_ref().ok_or(Error::CodeRefused)?;
         let now = self.now();
@@ -113,7 +115,8 @@ impl Service {
                 self.log_effects(&effects, origin);
                 // A code login proves the owner holds the device: a recovery under way stops.
                 self.cancel_recovery(user, origin).await?;
-                Ok(self.issue_token(user, Some(&device.device_id), principal.auth_time))
+                self.upgrade_session(principal, &device.device_id, origin)
+                    .await
             }
             None => {
                 self.store
@@ -132,7 +135,7 @@ impl Service {
         &self,
         principal: &Principal,
         origin: &Origin,
-    ) -> Result<String, Error> {
+    ) -> Result<Tokens, Error> {
         let mut user = principal.user.clone();
         let new_gen = random_id();
         let effects = self.effects(SecurityEvent::TotpRemoved, &user, origin, None);
@@ -144,8 +147,11 @@ impl Service {
             return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
         }
         self.log_effects(&effects, origin);
+        // Every session ended with the generation; the caller gets a new one.
         user.token_gen = new_gen;
-        Ok(self.issue_token(&user, None, principal.auth_time))
+        user.sessions.clear();
+        self.start_session(&user, None, principal.auth_time, origin, &Effects::none())
+            .await
     }
 
     /// Six fresh emergency codes replacing all old ones; only their keyed hashes are stored.
@@ -190,7 +196,7 @@ impl Service {
         principal: &Principal,
         code: &str,
         origin: &Origin,
-    ) -> Result<String, Error> {
+    ) -> Result<Tokens, Error> {
         let user = &principal.user;
         let codes = user.static_codes.as_ref().ok_or(Error::CodeRefused)?;
         let now = self.now();
@@ -213,7 +219,9 @@ impl Service {
         {
             self.log_effects(&effects, origin);
             self.cancel_recovery(user, origin).await?;
-            return Ok(self.issue_token(user, Some(&codes.device_id), principal.auth_time));
+            return self
+                .upgrade_session(principal, &codes.device_id, origin)
+                .await;
         }
         if !known {
             self.store

@@ -15,6 +15,7 @@ use super::{
 use crate::domain::events::{QueueItem, TrailEvent};
 use crate::domain::records::NewUser;
 use crate::domain::records::{Failures, Recovery, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::session::{SessionDetails, SessionState, MAX_SESSIONS};
 use crate::domain::throttle::Counter;
 
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
@@ -25,6 +26,8 @@ const THROTTLES: TableDefinition<&str, &[u8]> = TableDefinition::new("throttles"
 const TRAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("trail");
 /// Login failures per address and hour under `<email_norm>|<hour:012>`.
 const FAILURE_HOURS: TableDefinition<&str, &[u8]> = TableDefinition::new("failure_hours");
+/// Session details under `<user:020>|<session id>`.
+const SESSION_DETAILS: TableDefinition<&str, &[u8]> = TableDefinition::new("session_details");
 /// The mail queue: item id to item and claim.
 const MAIL_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("mail_queue");
 
@@ -173,6 +176,7 @@ impl EmbeddedStore {
         tx.open_table(TRAIL).map_err(unavailable)?;
         tx.open_table(FAILURE_HOURS).map_err(unavailable)?;
         tx.open_table(MAIL_QUEUE).map_err(unavailable)?;
+        tx.open_table(SESSION_DETAILS).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -400,6 +404,7 @@ impl Store for EmbeddedStore {
         let new_gen = new_gen.to_owned();
         self.update_user(id, effects, move |user| {
             user.token_gen = new_gen;
+            user.sessions.clear();
             true
         })
         .await
@@ -458,6 +463,9 @@ impl Store for EmbeddedStore {
             }
             if let Some(recovery) = update.recovery {
                 user.recovery = recovery;
+            }
+            if let Some(sessions) = update.sessions {
+                user.sessions = sessions;
             }
             true
         })
@@ -606,7 +614,85 @@ impl Store for EmbeddedStore {
             user.totp = None;
             user.static_codes = None;
             user.token_gen = new_gen;
+            user.sessions.clear();
             true
+        })
+        .await
+    }
+
+    async fn put_session(
+        &self,
+        id: UserId,
+        session: &str,
+        seen_gen: Option<u64>,
+        state: SessionState,
+        evict: Option<&str>,
+        details: Option<&SessionDetails>,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        let (session, evict) = (session.to_owned(), evict.map(str::to_owned));
+        let details = details.cloned();
+        let effects = effects.clone();
+        self.write(move |tx| {
+            let Some(mut user) = get_user(tx, id)? else {
+                return Ok((false, false));
+            };
+            let current = user.sessions.get(&session).map(|s| s.gen);
+            if current != seen_gen {
+                return Ok((false, false));
+            }
+            if seen_gen.is_none() {
+                match &evict {
+                    Some(evict) if user.sessions.remove(evict).is_none() => {
+                        return Ok((false, false))
+                    }
+                    None if user.sessions.len() >= MAX_SESSIONS => return Ok((false, false)),
+                    _ => {}
+                }
+            }
+            user.sessions.insert(session.clone(), state);
+            put_user(tx, &user)?;
+            if let Some(details) = &details {
+                tx.open_table(SESSION_DETAILS)
+                    .map_err(unavailable)?
+                    .insert(
+                        trail_key(id, &details.id).as_str(),
+                        encode(details)?.as_slice(),
+                    )
+                    .map_err(unavailable)?;
+            }
+            write_effects(tx, &effects)?;
+            Ok((true, true))
+        })
+        .await
+    }
+
+    async fn end_session(&self, id: UserId, session: &str, effects: &Effects) -> StoreResult<bool> {
+        let session = session.to_owned();
+        self.update_user(id, effects, move |user| {
+            user.sessions.remove(&session).is_some()
+        })
+        .await
+    }
+
+    async fn session_details(
+        &self,
+        id: UserId,
+        sessions: &[String],
+    ) -> StoreResult<Vec<SessionDetails>> {
+        let keys: Vec<String> = sessions.iter().map(|s| trail_key(id, s)).collect();
+        self.read(move |tx| {
+            let table = tx.open_table(SESSION_DETAILS).map_err(unavailable)?;
+            let mut found = Vec::new();
+            for key in &keys {
+                if let Some(value) = table.get(key.as_str()).map_err(unavailable)? {
+                    found.push(
+                        serde_json::from_slice(value.value())
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    );
+                }
+            }
+            Ok(found)
         })
         .await
     }
@@ -646,6 +732,7 @@ impl Store for EmbeddedStore {
             user.static_codes = None;
             user.token_gen = new_gen;
             user.recovery = next;
+            user.sessions.clear();
             true
         })
         .await

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::domain::events::{QueueItem, TrailEvent};
 use crate::domain::records::{NewUser, Recovery, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::session::{SessionDetails, SessionState, Sessions};
 use crate::domain::throttle::Counter;
 
 /// Which abuse-limit counter (docs/data-model.md#abuse-limit-counters). Windows are the start of
@@ -130,6 +131,8 @@ pub struct PasswordUpdate {
     pub reset_at: Option<i64>,
     /// The recovery state to set (a change or reset cancels a recovery under way).
     pub recovery: Option<Recovery>,
+    /// The sessions that remain (a reset ends them all; a change all but the caller's).
+    pub sessions: Option<Sessions>,
 }
 
 /// A TOTP code accepted at `step`: applied only if the device is the one seen, its failure count
@@ -278,6 +281,36 @@ pub trait Store: Send + Sync + 'static {
         new_gen: &str,
         effects: &Effects,
     ) -> StoreResult<bool>;
+
+    // Sessions (docs/api.md#sessions). Ending every session is part of the writes that rotate
+    // the token generation (logout-all, reset, two-factor removal, recovery), which also set
+    // `sessions` to none.
+
+    /// Adds or replaces one session (its hot part on the user item, and its details item if
+    /// given), if its generation is still `seen_gen` (`None`: it must not exist yet, and the
+    /// user must have fewer than [`crate::domain::session::MAX_SESSIONS`], or `evict` is
+    /// ended in the same write).
+    #[allow(clippy::too_many_arguments)]
+    async fn put_session(
+        &self,
+        id: UserId,
+        session: &str,
+        seen_gen: Option<u64>,
+        state: SessionState,
+        evict: Option<&str>,
+        details: Option<&SessionDetails>,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
+
+    /// Ends one session, if it is live.
+    async fn end_session(&self, id: UserId, session: &str, effects: &Effects) -> StoreResult<bool>;
+
+    /// The details of some sessions (those found).
+    async fn session_details(
+        &self,
+        id: UserId,
+        sessions: &[String],
+    ) -> StoreResult<Vec<SessionDetails>>;
 
     // Recovery and activation (docs/api.md#recovery, docs/api.md#activation).
 

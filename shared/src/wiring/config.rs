@@ -59,6 +59,8 @@ pub fn settings_from_env(mode: Mode) -> Result<Settings, ConfigError> {
     s.notify_security_events = parse_or("NOTIFY_SECURITY_EVENTS", s.notify_security_events)?;
     s.session_max_secs = parse_or("SESSION_MAX_SECONDS", s.session_max_secs)?;
     s.reauth_secs = parse_or("REAUTH_SECONDS", s.reauth_secs)?;
+    s.refresh_lifetime_secs = parse_or("REFRESH_TOKEN_SECONDS", s.refresh_lifetime_secs)?;
+    s.refresh_reuse_secs = parse_or("REFRESH_REUSE_SECONDS", s.refresh_reuse_secs)?;
     s.recovery_delay_secs = parse_or("TOTP_RECOVERY_DELAY_SECONDS", s.recovery_delay_secs)?;
     s.send_activation_email = parse_or("SEND_ACTIVATION_EMAIL", s.send_activation_email)?;
     s.activation_url_template = var("ACTIVATION_URL").unwrap_or(s.activation_url_template);

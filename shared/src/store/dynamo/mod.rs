@@ -31,7 +31,7 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 
@@ -41,6 +41,7 @@ use super::{
 };
 use crate::domain::events::TrailEvent;
 use crate::domain::records::{NewUser, Recovery, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::session::{SessionDetails, SessionState, MAX_SESSIONS};
 use crate::domain::throttle::Counter;
 use client::{build_error, cancelled_by_condition, unavailable, Transacted, CONDITION_FAILED};
 use expr::Expr;
@@ -58,6 +59,10 @@ pub struct DynamoStore {
     client: Client,
     table: String,
 }
+
+/// Session details outlive their session's password proof by no more than the session cap
+/// (read only for live sessions; TTL removes the rest).
+const SESSION_DETAILS_SECS: i64 = 30 * 24 * 3600;
 
 /// The attributes that store a recovery state: those to set, and those to remove.
 fn recovery_attributes(
@@ -271,7 +276,14 @@ impl Store for DynamoStore {
         effects: &Effects,
     ) -> StoreResult<bool> {
         let mut expr = Expr::default();
-        let update = format!("SET {}", expr.assignments(vec![(TOKEN_GEN, s(new_gen))]));
+        // Every session ends with the generation.
+        let update = format!(
+            "SET {}",
+            expr.assignments(vec![
+                (TOKEN_GEN, s(new_gen)),
+                (SESSIONS, sessions_value(&Default::default())),
+            ])
+        );
         let condition = format!("attribute_exists({})", expr.name(PK));
         self.update(user_key(id), update, condition, expr, effects)
             .await
@@ -340,6 +352,9 @@ impl Store for DynamoStore {
             let (sets, removes) = recovery_attributes(recovery);
             assignments.extend(sets);
             removed.extend(removes);
+        }
+        if let Some(sessions) = &update.sessions {
+            assignments.push((SESSIONS, sessions_value(sessions)));
         }
         let mut set = format!("SET {}", expr.assignments(assignments));
         if !removed.is_empty() {
@@ -535,12 +550,128 @@ impl Store for DynamoStore {
             .collect();
         let update = format!(
             "SET {} REMOVE {}",
-            expr.assignments(vec![(TOKEN_GEN, s(new_gen))]),
+            expr.assignments(vec![
+                (TOKEN_GEN, s(new_gen)),
+                (SESSIONS, sessions_value(&Default::default())),
+            ]),
             expr.names_list(&removed),
         );
         let condition = format!("attribute_exists({})", expr.name(PK));
         self.update(user_key(id), update, condition, expr, effects)
             .await
+    }
+
+    async fn put_session(
+        &self,
+        id: UserId,
+        session: &str,
+        seen_gen: Option<u64>,
+        state: SessionState,
+        evict: Option<&str>,
+        details: Option<&SessionDetails>,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        let mut effects_items = self.effect_puts(effects)?;
+        if let Some(details) = details {
+            let expires_at = state.auth_time + SESSION_DETAILS_SECS;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(session_details_item(id, details, expires_at)))
+                .build()
+                .map_err(build_error)?;
+            effects_items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for attempt in 0..2 {
+            let mut expr = Expr::default();
+            let sessions = expr.name(SESSIONS);
+            let this = format!("{sessions}.{}", expr.name(session));
+            let mut update = format!("SET {this} = {}", expr.value(session_value(&state)));
+            let condition = match (seen_gen, evict) {
+                (Some(gen), _) => format!("{this}.{} = {}", expr.name("g"), expr.value(n(gen))),
+                (None, Some(evict)) => {
+                    let evicted = format!("{sessions}.{}", expr.name(evict));
+                    update = format!("{update} REMOVE {evicted}");
+                    format!("attribute_not_exists({this}) AND attribute_exists({evicted})")
+                }
+                (None, None) => format!(
+                    "attribute_not_exists({this}) AND size({sessions}) < {}",
+                    expr.value(n(MAX_SESSIONS))
+                ),
+            };
+            let (names, values) = expr.into_parts();
+            let item = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(user_key(id)))
+                .update_expression(update)
+                .condition_expression(condition)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(build_error)?;
+            let mut items = vec![TransactWriteItem::builder().update(item).build()];
+            items.extend(effects_items.iter().cloned());
+            match self.transact(items).await {
+                Ok(Transacted::Done) => return Ok(true),
+                Ok(Transacted::Cancelled(reasons)) if cancelled_by_condition(&reasons, 0) => {
+                    return Ok(false)
+                }
+                Ok(Transacted::Cancelled(reasons)) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "session write cancelled: {reasons:?}"
+                    )))
+                }
+                // An account from before sessions has no map to write into: give it one.
+                Err(err) if attempt == 0 && err.to_string().contains("document path") => {
+                    self.client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(user_key(id)))
+                        .update_expression("SET #s = :empty")
+                        .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#s)")
+                        .expression_attribute_names("#s", SESSIONS)
+                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_values(":empty", sessions_value(&Default::default()))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .or_else(|e| match client::condition_failed(&e) {
+                            // Another request gave it one first.
+                            true => Ok(()),
+                            false => Err(unavailable(e)),
+                        })?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn end_session(&self, id: UserId, session: &str, effects: &Effects) -> StoreResult<bool> {
+        let mut expr = Expr::default();
+        let this = format!("{}.{}", expr.name(SESSIONS), expr.name(session));
+        let update = format!("REMOVE {this}");
+        let condition = format!("attribute_exists({this})");
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
+    }
+
+    async fn session_details(
+        &self,
+        id: UserId,
+        sessions: &[String],
+    ) -> StoreResult<Vec<SessionDetails>> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = sessions
+            .iter()
+            .map(|s| session_details_key(id, s))
+            .collect();
+        self.get_items(keys)
+            .await?
+            .iter()
+            .map(session_details_from)
+            .collect()
     }
 
     async fn set_recovery(
@@ -572,6 +703,7 @@ impl Store for DynamoStore {
         let mut expr = Expr::default();
         let (mut sets, mut removes) = recovery_attributes(&next);
         sets.push((TOKEN_GEN, s(new_gen)));
+        sets.push((SESSIONS, sessions_value(&Default::default())));
         removes.extend(TOTP_ATTRIBUTES.iter().chain(CODES_ATTRIBUTES.iter()));
         let update = format!(
             "SET {} REMOVE {}",
