@@ -311,7 +311,7 @@ impl Service {
             last_login: None,
             clear_totp_failures: false,
             reset_at: None,
-            recovery: self.cancelled_recovery(user),
+            recovery: Some(self.recovery_after_password()),
             // Every other session ends; the caller's stays unless LOGOUT_ON_PASSWORD_CHANGE.
             sessions: Some(match self.settings.logout_on_password_change {
                 true => Default::default(),
@@ -324,7 +324,7 @@ impl Service {
             }),
         };
         let mut effects = self.effects(SecurityEvent::PasswordChanged, user, origin, None);
-        if update.recovery.is_some() {
+        if user.recovery.until.is_some() {
             let cancelled = self.effects(SecurityEvent::RecoveryCancelled, user, origin, None);
             effects.events.extend(cancelled.events);
             effects.mail.extend(cancelled.mail);

@@ -152,11 +152,11 @@ impl Service {
             clear_totp_failures: true,
             // The mailbox is proven: a pending account is active from now on.
             reset_at: Some(now),
-            recovery: self.cancelled_recovery(&user),
+            recovery: Some(self.recovery_after_password()),
             sessions: Some(Default::default()),
         };
         let mut effects = self.effects(SecurityEvent::PasswordResetCompleted, &user, origin, None);
-        if update.recovery.is_some() {
+        if user.recovery.until.is_some() {
             let cancelled = self.effects(SecurityEvent::RecoveryCancelled, &user, origin, None);
             effects.events.extend(cancelled.events);
             effects.mail.extend(cancelled.mail);

@@ -138,7 +138,11 @@ impl Service {
     ) -> Result<Tokens, Error> {
         let mut user = principal.user.clone();
         let new_gen = random_id();
-        let effects = self.effects(SecurityEvent::TotpRemoved, &user, origin, None);
+        // Only a device that was there is reported removed.
+        let effects = match user.totp.is_some() {
+            true => self.effects(SecurityEvent::TotpRemoved, &user, origin, None),
+            false => Effects::none(),
+        };
         if !self
             .store
             .remove_two_factor(user.id, &new_gen, &effects)

@@ -172,7 +172,7 @@ impl Store for DynamoStore {
         let mut keys = vec![email_key(email_norm)];
         keys.extend(counters.iter().map(counter_key));
         let items = self.get_items(keys).await?;
-        let claim_pk = format!("EMAIL#{email_norm}");
+        let claim_pk = format!("EMAIL#{}", super::bounded(email_norm));
         let user_id = items
             .iter()
             .find(|item| matches!(item.get(PK), Some(AttributeValue::S(pk)) if *pk == claim_pk))
