@@ -3,6 +3,7 @@
 //! winner. Conditional writes answer `Ok(false)` when their condition did not hold.
 
 pub mod dynamo;
+#[cfg(feature = "embedded-store")]
 pub mod embedded;
 
 use async_trait::async_trait;

@@ -7,12 +7,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::keys::{Keys, Secrets};
 use crate::domain::password::{self, PasswordHasher};
 use crate::domain::token::TokenIssuer;
+#[cfg(feature = "outbox")]
 use crate::mail::outbox::Outbox;
 use crate::mail::ses::SesMailer;
 use crate::mail::Mailer;
 use crate::service::Service;
 use crate::settings::{MailerKind, Mode, Settings, StorageConfig};
 use crate::store::dynamo::DynamoStore;
+#[cfg(feature = "embedded-store")]
 use crate::store::embedded::EmbeddedStore;
 use crate::store::Store;
 use crate::wiring::config::{self, ConfigError};
@@ -108,9 +110,16 @@ impl App {
                 store.warm_up().await;
                 Arc::new(store)
             }
+            #[cfg(feature = "embedded-store")]
             (StorageConfig::Embedded { path }, _) => Arc::new(
                 EmbeddedStore::open(path).map_err(|e| StartupError::Storage(e.to_string()))?,
             ),
+            #[cfg(not(feature = "embedded-store"))]
+            (StorageConfig::Embedded { .. }, _) => {
+                return Err(StartupError::Storage(
+                    "this build has no embedded store: set TABLE_NAME".into(),
+                ))
+            }
             (StorageConfig::DynamoDb { .. }, None) => unreachable!("AWS config loaded above"),
         };
         let mailer: Arc<dyn Mailer> = match (settings.mailer, &aws) {
@@ -123,7 +132,14 @@ impl App {
                 }
                 Arc::new(ses)
             }
+            #[cfg(feature = "outbox")]
             _ => Arc::new(Outbox::new(settings.data_dir.join("outbox"))),
+            #[cfg(not(feature = "outbox"))]
+            _ => {
+                return Err(StartupError::Mail(
+                    "this build has no outbox: use MAILER=ses".into(),
+                ))
+            }
         };
         Self::new(settings, &secrets, store, mailer, Arc::new(SystemClock))
     }
