@@ -27,6 +27,10 @@ pub struct User {
     pub created_at: i64,
     pub totp: Option<TotpDevice>,
     pub static_codes: Option<StaticCodes>,
+    /// Set only by an operator (SPEC §10 "Disabled", §12): login is refused and every token
+    /// dies. A reset never lifts it.
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl User {
@@ -112,6 +116,7 @@ impl NewUser {
             created_at: self.created_at,
             totp: None,
             static_codes: None,
+            disabled: false,
         }
     }
 }

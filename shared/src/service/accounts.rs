@@ -15,6 +15,7 @@ use super::{random_id, Principal, Service};
 pub const EMAIL_TAKEN: &str = "user with this email address already exists.";
 pub const BAD_CREDENTIALS: &str = "Unable to log in with provided credentials.";
 pub const INVALID_PASSWORD: &str = "Invalid password.";
+pub const ACCOUNT_DISABLED: &str = "User account is disabled.";
 
 impl Service {
     /// Whether an address is already registered (reported as a field error beside others).
@@ -111,6 +112,11 @@ impl Service {
             // The attempt was counted as a failure when it was reserved.
             _ => return Err(Error::non_field(BAD_CREDENTIALS)),
         };
+        if user.disabled {
+            // drf-jwt's order: credentials first, then `is_active`, so only someone holding the
+            // password learns the account is disabled. The attempt stays counted as a failure.
+            return Err(Error::non_field(ACCOUNT_DISABLED));
+        }
         let counted: Vec<_> = applied
             .iter()
             .map(|scope| scope.key.clone())

@@ -78,6 +78,10 @@ impl Service {
             // A revoked token reads as the original's per-user-secret rotation did.
             return Err(Error::Unauthenticated(AuthFailure::DecodeError));
         }
+        if user.disabled {
+            // SPEC §10 "Disabled": every token of a disabled account is refused.
+            return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
+        }
         let otp_verified = claims
             .otp_device_id
             .as_deref()

@@ -34,6 +34,8 @@ pub(super) const PASSWORD_HASH: &str = "password_hash";
 pub(super) const TOKEN_GEN: &str = "token_gen";
 pub(super) const LAST_LOGIN: &str = "last_login";
 pub(super) const CREATED_AT: &str = "created_at";
+/// Present (true) only on a disabled account (SPEC §10).
+pub(super) const DISABLED: &str = "disabled";
 // The TOTP device, flattened.
 pub(super) const TOTP_DEVICE_ID: &str = "totp_device_id";
 pub(super) const TOTP_SECRET: &str = "totp_secret";
@@ -220,6 +222,9 @@ pub(super) fn user_to_item(user: &User) -> Item {
     if let Some(at) = user.last_login {
         attributes.push((LAST_LOGIN, n(at)));
     }
+    if user.disabled {
+        attributes.push((DISABLED, AttributeValue::Bool(true)));
+    }
     if let Some(device) = &user.totp {
         attributes.extend(totp_attributes(device));
     }
@@ -269,6 +274,10 @@ pub(super) fn user_from_item(item: &Item) -> StoreResult<User> {
         created_at: get_n(item, CREATED_AT)?,
         totp,
         static_codes,
+        disabled: match item.contains_key(DISABLED) {
+            true => get_bool(item, DISABLED)?,
+            false => false,
+        },
     })
 }
 
