@@ -168,6 +168,11 @@ impl TotpSealer {
         }
     }
 
+    /// The version of the key that seals new secrets.
+    pub fn current_version(&self) -> u32 {
+        self.keys[0].0
+    }
+
     pub fn open(&self, sealed: &SealedSecret, context: &[u8]) -> Result<Vec<u8>, UnsealError> {
         let (_, cipher) = self
             .keys

@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod limits;
+pub mod operator;
 pub mod requests;
 pub mod reset;
 pub mod two_factor;

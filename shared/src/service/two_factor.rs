@@ -18,7 +18,7 @@ pub const NO_CONFIRMED_DEVICE: &str =
     "Emergency codes need a confirmed TOTP device: verify a TOTP code first.";
 
 /// The associated data binding a sealed secret to its user and device.
-fn seal_context(user: &User, device_id: &str) -> Vec<u8> {
+pub(super) fn seal_context(user: &User, device_id: &str) -> Vec<u8> {
     format!("{}/{device_id}", user.id).into_bytes()
 }
 
