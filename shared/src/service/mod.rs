@@ -70,6 +70,11 @@ impl Service {
             .user(UserId(claims.user_id))
             .await?
             .ok_or(Error::Unauthenticated(AuthFailure::UnknownUser))?;
+        if user.disabled {
+            // SPEC §10 "Disabled": every token of a disabled account is refused (before the
+            // generation check: disabling also rotates it).
+            return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
+        }
         let current: bool = user
             .token_gen
             .as_bytes()
@@ -78,10 +83,6 @@ impl Service {
         if !current {
             // A revoked token reads as the original's per-user-secret rotation did.
             return Err(Error::Unauthenticated(AuthFailure::DecodeError));
-        }
-        if user.disabled {
-            // SPEC §10 "Disabled": every token of a disabled account is refused.
-            return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
         }
         let otp_verified = claims
             .otp_device_id
