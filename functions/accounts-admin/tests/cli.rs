@@ -439,3 +439,104 @@ fn every_command_has_help() {
         .to_string();
     assert!(help.contains("token generation"), "{help}");
 }
+
+/// The functions' keys come from one Secrets Manager secret at start-up (moto here).
+#[tokio::test]
+async fn keys_are_read_from_secrets_manager() {
+    use base64::Engine;
+    let aws = api_tests::emulator_config().await;
+    let name = format!("test/keys-{}", api_tests::random_hex(6));
+    let aes = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let secret = json!({
+        "secret_key": "k".repeat(48),
+        "totp_encryption_key": aes,
+        "totp_encryption_key_version": "4",
+        "totp_encryption_previous_keys": "none",
+        "secret_key_previous": "p".repeat(48),
+        "emergency_code_key": "e".repeat(48),
+    });
+    aws_sdk_secretsmanager::Client::new(&aws)
+        .create_secret()
+        .name(&name)
+        .secret_string(secret.to_string())
+        .send()
+        .await
+        .expect("create secret");
+    let settings = auth::settings::Settings::local(std::env::temp_dir().join("unused"));
+    let secrets = auth::wiring::app::keys_from_secrets_manager(&aws, &settings, &name)
+        .await
+        .expect("keys");
+    assert_eq!(secrets.totp_keys[0].version, 4);
+    assert_eq!(secrets.previous_secret_keys.len(), 1);
+    assert!(secrets.emergency_code_key.is_some());
+    let missing = auth::wiring::app::keys_from_secrets_manager(&aws, &settings, "no/such").await;
+    assert!(missing.is_err());
+}
+
+/// A token and a reset link signed before a SECRET_KEY rotation still verify after it (the old
+/// key listed as previous); emergency codes stored before EMERGENCY_CODE_KEY was introduced
+/// still work once.
+#[tokio::test]
+async fn rotated_secret_keys_keep_tokens_and_codes() {
+    let server = TestServer::start().await;
+    let old_root = "an-old-root-secret-key-of-at-least-32-bytes";
+    let before = server.app_with_secrets(&secrets(old_root, &[(1, 1)]));
+    let email = api_tests::unique_email("rotation");
+    let user = before
+        .service
+        .store
+        .create_user(auth::domain::records::NewUser {
+            email: email.clone(),
+            email_norm: email.clone(),
+            password_hash: "unused".to_owned(),
+            token_gen: "gen".to_owned(),
+            created_at: before.service.now(),
+        })
+        .await
+        .unwrap();
+    let auth::store::Created::User(user) = user else {
+        panic!("created")
+    };
+    let token = before.service.issue_token(&user, None);
+    let after = server.app_with_secrets(
+        &secrets("a-new-root-secret-key-of-at-least-32-bytes", &[(1, 1)])
+            .with_previous_secret_keys(vec![SecretString::from(old_root.to_owned())])
+            .unwrap()
+            .with_emergency_code_key(Some(SecretString::from("e".repeat(40))))
+            .unwrap(),
+    );
+    after
+        .service
+        .authenticate(&token, auth::service::Gate::Open)
+        .await
+        .expect("a token of the previous key verifies");
+    let fresh = after.service.issue_token(&user, None);
+    assert!(
+        before
+            .service
+            .authenticate(&fresh, auth::service::Gate::Open)
+            .await
+            .is_err(),
+        "only the current key signs"
+    );
+    let without = server.app_with_secrets(&secrets(
+        "a-new-root-secret-key-of-at-least-32-bytes",
+        &[(1, 1)],
+    ));
+    assert!(
+        without
+            .service
+            .authenticate(&token, auth::service::Gate::Open)
+            .await
+            .is_err(),
+        "dropping the previous key ends its tokens"
+    );
+
+    // Codes hashed under the old derivation still work once after the change.
+    let old_hash = before.service.emergency_code_hash(user.id, "abcdefgh");
+    let new_hash = after.service.emergency_code_hash(user.id, "abcdefgh");
+    assert_ne!(
+        old_hash, new_hash,
+        "the emergency key no longer follows SECRET_KEY"
+    );
+}
