@@ -78,7 +78,7 @@ fn user(id: u64, email: &str) -> User {
         created_at: 1_600_000_000,
         totp: None,
         static_codes: None,
-        disabled: id % 2 == 0,
+        disabled: id.is_multiple_of(2),
     }
 }
 

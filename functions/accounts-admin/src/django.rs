@@ -194,7 +194,7 @@ fn field_i64(fields: &Map<String, Value>, name: &str) -> Option<i64> {
 }
 
 fn hex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
