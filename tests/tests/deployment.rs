@@ -207,7 +207,8 @@ fn secrets_come_from_secrets_manager_never_from_the_template() {
                 && policies.contains(":secret:${KeysSecretName}-??????"),
             "{policies}"
         );
-        assert_eq!(policies.matches("secretsmanager:").count(), 1, "{policies}");
+        assert_eq!(policies.matches("Action: secretsmanager:").count(), 1, "{policies}");
+        assert!(!policies.contains("secretsmanager:*"), "{policies}");
     }
     assert!(functions >= 5);
     assert!(
