@@ -629,3 +629,21 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     .await;
     outputs.into_iter().map(|o| o.expect("ready")).collect()
 }
+
+// Operator CLI (accounts-admin) support.
+
+impl TestServer {
+    /// Another app over this server's store, mailer and clock, with `secrets` (operator tests:
+    /// an app before and after a key rotation). Requests still go to the server's own app.
+    pub fn app_with_secrets(&self, secrets: &Secrets) -> App {
+        let service = &self.app.service;
+        App::new(
+            service.settings.clone(),
+            secrets,
+            service.store.clone(),
+            service.mailer.clone(),
+            service.clock.clone(),
+        )
+        .expect("app")
+    }
+}

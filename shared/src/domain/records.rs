@@ -32,6 +32,10 @@ pub struct User {
     /// Signed up with `SEND_ACTIVATION_EMAIL` on and not activated yet: cannot log in.
     #[serde(default)]
     pub pending: bool,
+    /// Set only by an operator (SPEC §10 "Disabled", §12): login is refused and every token
+    /// dies. A reset never lifts it.
+    #[serde(default)]
+    pub disabled: bool,
     /// Lost-authenticator recovery (docs/api.md#recovery).
     #[serde(default)]
     pub recovery: Recovery,
@@ -138,6 +142,7 @@ impl NewUser {
             totp: None,
             static_codes: None,
             pending: self.pending,
+            disabled: false,
             recovery: Recovery::default(),
             reset_at: None,
             sessions: Sessions::default(),

@@ -51,6 +51,8 @@ impl Claims {
 pub struct TokenIssuer {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Previous keys' decoders: tokens they signed verify for their lifetime.
+    previous: Vec<DecodingKey>,
     validation: Validation,
     lifetime_secs: i64,
     issuer: String,
@@ -68,11 +70,21 @@ impl TokenIssuer {
         Self {
             encoding: EncodingKey::from_secret(key.bytes()),
             decoding: DecodingKey::from_secret(key.bytes()),
+            previous: Vec::new(),
             validation,
             lifetime_secs,
             issuer: issuer.to_owned(),
             audience: audience.to_owned(),
         }
+    }
+
+    /// Also verifies tokens signed under these (previous) keys; never signs with them.
+    pub fn with_previous(mut self, keys: &[MacKey]) -> Self {
+        self.previous = keys
+            .iter()
+            .map(|k| DecodingKey::from_secret(k.bytes()))
+            .collect();
+        self
     }
 
     pub fn issue(&self, user: &User, grant: &Grant<'_>) -> String {
@@ -95,9 +107,16 @@ impl TokenIssuer {
     /// Verifies signature, algorithm, issuer, audience and expiry. No storage is touched: a forged token is
     /// refused here.
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, AuthFailure> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| AuthFailure::DecodeError)?
-            .claims;
+        let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
+        for key in &self.previous {
+            match &decoded {
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    decoded = jsonwebtoken::decode::<Claims>(token, key, &self.validation);
+                }
+                _ => break,
+            }
+        }
+        let claims = decoded.map_err(|_| AuthFailure::DecodeError)?.claims;
         if now >= claims.exp {
             return Err(AuthFailure::Expired);
         }

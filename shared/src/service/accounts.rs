@@ -141,8 +141,9 @@ impl Service {
                 return Err(Error::non_field(BAD_CREDENTIALS));
             }
         };
-        if user.pending {
-            // Only after the password: it tells nothing to someone without it.
+        if user.pending || user.disabled {
+            // drf-jwt's order: credentials first, then `is_active`, so only someone holding the
+            // password learns the account is pending or disabled. The attempt stays counted.
             return Err(Error::non_field(ACCOUNT_DISABLED));
         }
         // A recovery whose wait is over completes now: the password alone logs in.

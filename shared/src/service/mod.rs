@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod events;
 pub mod limits;
 pub mod mailer;
+pub mod operator;
 pub mod recovery;
 pub mod requests;
 pub mod reset;
@@ -89,6 +90,11 @@ impl Service {
             .user(UserId(claims.user_id))
             .await?
             .ok_or(Error::Unauthenticated(AuthFailure::UnknownUser))?;
+        if user.disabled {
+            // SPEC §10 "Disabled": every token of a disabled account is refused (before the
+            // generation check: disabling also rotates it).
+            return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
+        }
         let current: bool = user
             .token_gen
             .as_bytes()

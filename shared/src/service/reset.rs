@@ -133,13 +133,11 @@ impl Service {
             )));
         }
         let now = self.now();
+        // Links signed under a previous secret key stay valid for their lifetime.
         let genuine = request.token.is_some_and(|token| {
-            token.is_valid_for(
-                &self.keys.password_reset,
-                &user,
-                now,
-                self.settings.password_reset_timeout_secs,
-            )
+            self.keys.password_reset_verifiers().any(|key| {
+                token.is_valid_for(key, &user, now, self.settings.password_reset_timeout_secs)
+            })
         });
         if !genuine {
             return Err(Error::non_field(INVALID_TOKEN));

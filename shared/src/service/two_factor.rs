@@ -21,7 +21,7 @@ pub const NO_CONFIRMED_DEVICE: &str =
     "Emergency codes need a confirmed TOTP device: verify a TOTP code first.";
 
 /// The associated data binding a sealed secret to its user and device.
-fn seal_context(user: &User, device_id: &str) -> Vec<u8> {
+pub(super) fn seal_context(user: &User, device_id: &str) -> Vec<u8> {
     format!("{}/{device_id}", user.id).into_bytes()
 }
 
@@ -207,10 +207,20 @@ impl Service {
         if totp::throttle_wait(codes.failures, now).is_some() {
             return Err(Error::CodeRefused);
         }
-        let hash = totp::emergency_code_hash(&self.keys.emergency_codes, user.id, code);
-        let known = codes.hashes.iter().fold(false, |found, h| {
-            found | bool::from(h.as_bytes().ct_eq(hash.as_bytes()))
-        });
+        // The current key's hash, or an earlier derivation's for codes stored before a key
+        // change (they keep working until used or replaced).
+        let mut hash = None;
+        for key in self.keys.emergency_code_verifiers() {
+            let candidate = totp::emergency_code_hash(key, user.id, code);
+            let found = codes.hashes.iter().fold(false, |found, h| {
+                found | bool::from(h.as_bytes().ct_eq(candidate.as_bytes()))
+            });
+            if found && hash.is_none() {
+                hash = Some(candidate);
+            }
+        }
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_default();
         let codes_left = codes.hashes.len().saturating_sub(1);
         let mut effects = self.effects(SecurityEvent::CodeUsed, user, origin, Some(codes_left));
         let succeeded = self.trail_event(SecurityEvent::OtpSucceeded, user.id, origin);

@@ -9,12 +9,14 @@ use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Claim, CounterKey, CounterWrite, Created, Effects, FailureHour, PasswordUpdate, Store,
-    StoreError, StoreResult, TotpAccept, TotpInsert,
+    Claim, CounterKey, CounterWrite, Created, Effects, FailureHour, Imported, PageCursor,
+    PasswordUpdate, Store, StoreError, StoreResult, TotpAccept, TotpInsert, UserPage,
 };
 use crate::domain::events::{QueueItem, TrailEvent};
 use crate::domain::records::NewUser;
-use crate::domain::records::{Failures, Recovery, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::records::{
+    Failures, Recovery, SealedSecret, StaticCodes, TotpDevice, User, UserId,
+};
 use crate::domain::session::{SessionDetails, SessionState, MAX_SESSIONS};
 use crate::domain::throttle::Counter;
 
@@ -917,6 +919,115 @@ impl Store for EmbeddedStore {
                 table.remove(key.as_str()).map_err(unavailable)?;
             }
             Ok(((), !keys.is_empty()))
+        })
+        .await
+    }
+
+    // Operator (accounts-admin) operations.
+
+    async fn import_users(&self, users: Vec<User>) -> StoreResult<Vec<Imported>> {
+        // One write transaction for the whole batch; each user is checked on its own.
+        self.write(move |tx| {
+            let mut outcomes = Vec::with_capacity(users.len());
+            let mut changed = false;
+            {
+                let mut counters = tx.open_table(COUNTERS).map_err(unavailable)?;
+                let last = counters
+                    .get("user")
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                let highest = users.iter().map(|u| u.id.0).max().unwrap_or(0);
+                if highest > last {
+                    counters.insert("user", highest).map_err(unavailable)?;
+                    changed = true;
+                }
+            }
+            for user in &users {
+                let mut emails = tx.open_table(EMAILS).map_err(unavailable)?;
+                if get_user(tx, user.id)?.is_some() {
+                    outcomes.push(Imported::IdTaken);
+                    continue;
+                }
+                if emails
+                    .get(user.email_norm.as_str())
+                    .map_err(unavailable)?
+                    .is_some()
+                {
+                    outcomes.push(Imported::EmailTaken);
+                    continue;
+                }
+                emails
+                    .insert(user.email_norm.as_str(), user.id.0)
+                    .map_err(unavailable)?;
+                drop(emails);
+                put_user(tx, user)?;
+                outcomes.push(Imported::Inserted);
+                changed = true;
+            }
+            Ok((outcomes, changed))
+        })
+        .await
+    }
+
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        new_gen: Option<&str>,
+    ) -> StoreResult<bool> {
+        let new_gen = new_gen.map(str::to_owned);
+        self.update_user(id, &Effects::none(), move |user| {
+            user.disabled = disabled;
+            if let Some(gen) = new_gen {
+                user.token_gen = gen;
+            }
+            true
+        })
+        .await
+    }
+
+    async fn users_page(&self, after: Option<PageCursor>, limit: u32) -> StoreResult<UserPage> {
+        let start = match after {
+            None => 0,
+            Some(PageCursor(text)) => text
+                .parse::<u64>()
+                .map_err(|_| StoreError::Corrupt("bad page cursor".to_owned()))?
+                .saturating_add(1),
+        };
+        self.read(move |tx| {
+            let table = tx.open_table(USERS).map_err(unavailable)?;
+            let mut users = Vec::new();
+            for row in table.range(start..).map_err(unavailable)? {
+                let (_, value) = row.map_err(unavailable)?;
+                users.push(decode_user(value.value())?);
+                if users.len() >= limit.max(1) as usize {
+                    break;
+                }
+            }
+            let next = match users.len() >= limit.max(1) as usize {
+                true => users.last().map(|u| PageCursor(u.id.0.to_string())),
+                false => None,
+            };
+            Ok(UserPage { users, next })
+        })
+        .await
+    }
+
+    async fn reseal_totp_secret(
+        &self,
+        id: UserId,
+        device_id: &str,
+        seen: &SealedSecret,
+        resealed: SealedSecret,
+    ) -> StoreResult<bool> {
+        let (device_id, seen) = (device_id.to_owned(), seen.clone());
+        self.update_user(id, &Effects::none(), move |user| match user.totp.as_mut() {
+            Some(device) if device.device_id == device_id && device.secret == seen => {
+                device.secret = resealed;
+                true
+            }
+            _ => false,
         })
         .await
     }

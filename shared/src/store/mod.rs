@@ -9,7 +9,9 @@ pub mod embedded;
 use async_trait::async_trait;
 
 use crate::domain::events::{QueueItem, TrailEvent};
-use crate::domain::records::{NewUser, Recovery, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::records::{
+    NewUser, Recovery, SealedSecret, StaticCodes, TotpDevice, User, UserId,
+};
 use crate::domain::session::{SessionDetails, SessionState, Sessions};
 use crate::domain::throttle::Counter;
 
@@ -378,6 +380,57 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes what a deleted user left behind (the trail).
     async fn purge_user(&self, user: UserId) -> StoreResult<()>;
+
+    // Operator (accounts-admin) operations.
+
+    /// Imports users with their own ids (SPEC §12), each one atomically with its email claim and
+    /// only if neither its id nor its address exists. First moves the id counter past the
+    /// highest id given, so no sign-up can be handed one of them. Answers one outcome per user,
+    /// in order. Stores batch the writes as far as their conditions allow.
+    async fn import_users(&self, users: Vec<User>) -> StoreResult<Vec<Imported>>;
+
+    /// Sets or lifts *disabled* (SPEC §10). With `new_gen`, also rotates the token generation
+    /// (disabling does, so that enabling again does not revive old tokens). False if the user is
+    /// gone.
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        new_gen: Option<&str>,
+    ) -> StoreResult<bool>;
+
+    /// One page of users in no promised order; `after` is the previous page's `next`.
+    async fn users_page(&self, after: Option<PageCursor>, limit: u32) -> StoreResult<UserPage>;
+
+    /// Replaces a TOTP secret's ciphertext (key rotation), only if the device and the sealed
+    /// secret are still the ones seen.
+    async fn reseal_totp_secret(
+        &self,
+        id: UserId,
+        device_id: &str,
+        seen: &SealedSecret,
+        resealed: SealedSecret,
+    ) -> StoreResult<bool>;
+}
+
+/// Outcome of one user of [`Store::import_users`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    Inserted,
+    /// A user with this id exists (a previous import, or an id taken since).
+    IdTaken,
+    /// Another account has this address (case-insensitively).
+    EmailTaken,
+}
+
+/// Where a [`Store::users_page`] scan goes on: opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor(pub String);
+
+#[derive(Debug)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub next: Option<PageCursor>,
 }
 
 impl From<StoreError> for crate::Error {

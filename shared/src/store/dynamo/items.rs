@@ -51,6 +51,8 @@ const SESSION_ROTATED_AT: &str = "r";
 const SESSION_LAST_USED: &str = "u";
 // Session details items.
 pub(super) const CREATED: &str = "created_at";
+/// Present (true) only on a disabled account (SPEC §10).
+pub(super) const DISABLED: &str = "disabled";
 // The TOTP device, flattened.
 pub(super) const TOTP_DEVICE_ID: &str = "totp_device_id";
 pub(super) const TOTP_SECRET: &str = "totp_secret";
@@ -265,6 +267,9 @@ pub(super) fn user_to_item(user: &User) -> Item {
     if let Some(at) = user.last_login {
         attributes.push((LAST_LOGIN, n(at)));
     }
+    if user.disabled {
+        attributes.push((DISABLED, AttributeValue::Bool(true)));
+    }
     if let Some(device) = &user.totp {
         attributes.extend(totp_attributes(device));
     }
@@ -333,6 +338,10 @@ pub(super) fn user_from_item(item: &Item) -> StoreResult<User> {
                 .map(|(id, state)| Ok((id.clone(), session_from_value(state)?)))
                 .collect::<StoreResult<_>>()?,
             Some(_) => return Err(ill_typed(SESSIONS, "a map")),
+        },
+        disabled: match item.contains_key(DISABLED) {
+            true => get_bool(item, DISABLED)?,
+            false => false,
         },
     })
 }
