@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use crate::domain::client_ip::Cidr;
+use std::net::IpAddr;
 
 /// Where the process runs: a Lambda function is strict (missing secrets are start-up errors);
 /// the local server generates missing secrets once and keeps them in `$DATA_DIR`.
@@ -178,4 +178,49 @@ impl Settings {
             activation_url_template: "{frontend_url}/activate/{uid}/{token}".into(),
         }
     }
+}
+
+/// An address range, `10.0.0.0/8` or a single address (`TRUSTED_PROXIES`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        let (address, prefix) = match text.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix.parse::<u8>().ok()?)),
+            None => (text, None),
+        };
+        let network: IpAddr = address.parse().ok()?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = prefix.unwrap_or(max);
+        (prefix <= max).then_some(Self { network, prefix })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                prefix_eq(u32::from(net).into(), u32::from(ip).into(), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                prefix_eq(u128::from(net), u128::from(ip), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: u128, b: u128, prefix: u8, bits: u32) -> bool {
+    if prefix == 0 {
+        return true;
+    }
+    let shift = bits - u32::from(prefix);
+    (a >> shift) == (b >> shift)
 }

@@ -40,51 +40,6 @@ impl std::fmt::Display for ClientIp {
     }
 }
 
-/// An address range, `10.0.0.0/8` or a single address (`TRUSTED_PROXIES`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr {
-    network: IpAddr,
-    prefix: u8,
-}
-
-impl Cidr {
-    pub fn parse(text: &str) -> Option<Self> {
-        let text = text.trim();
-        let (address, prefix) = match text.split_once('/') {
-            Some((address, prefix)) => (address, Some(prefix.parse::<u8>().ok()?)),
-            None => (text, None),
-        };
-        let network: IpAddr = address.parse().ok()?;
-        let max = if network.is_ipv4() { 32 } else { 128 };
-        let prefix = prefix.unwrap_or(max);
-        (prefix <= max).then_some(Self { network, prefix })
-    }
-
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
-            v4 => v4,
-        };
-        match (self.network, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                prefix_eq(u32::from(net).into(), u32::from(ip).into(), self.prefix, 32)
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                prefix_eq(u128::from(net), u128::from(ip), self.prefix, 128)
-            }
-            _ => false,
-        }
-    }
-}
-
-fn prefix_eq(a: u128, b: u128, prefix: u8, bits: u32) -> bool {
-    if prefix == 0 {
-        return true;
-    }
-    let shift = bits - u32::from(prefix);
-    (a >> shift) == (b >> shift)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +62,7 @@ mod tests {
 
     #[test]
     fn cidrs_parse_and_contain() {
+        use crate::settings::Cidr;
         let net = Cidr::parse("10.0.0.0/8").unwrap();
         assert!(net.contains("10.200.1.1".parse().unwrap()));
         assert!(!net.contains("11.0.0.1".parse().unwrap()));

@@ -7,7 +7,8 @@ use std::net::IpAddr;
 
 use lambda_http::http::HeaderMap;
 
-use crate::domain::client_ip::{Cidr, ClientIp};
+use crate::domain::client_ip::ClientIp;
+use crate::settings::Cidr;
 
 /// The address the request arrived from, put into the request's extensions by the edge that
 /// received it (the local server, or the Lambda adapter from `requestContext.http.sourceIp`).

@@ -325,11 +325,7 @@ impl Service {
             }),
         };
         let mut effects = self.effects(SecurityEvent::PasswordChanged, user, origin, None);
-        if user.recovery.until.is_some() {
-            let cancelled = self.effects(SecurityEvent::RecoveryCancelled, user, origin, None);
-            effects.events.extend(cancelled.events);
-            effects.mail.extend(cancelled.mail);
-        }
+        self.with_recovery_cancelled(&mut effects, user, origin);
         if self
             .store
             .update_password(user.id, update, &effects)

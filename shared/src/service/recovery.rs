@@ -10,7 +10,7 @@ use crate::domain::reset_token::{LinkToken, Purpose, Uid};
 use crate::store::Effects;
 use crate::Error;
 
-use super::requests::{Invalid, LinkConfirmation, Parsed, ResendActivation};
+use super::requests::{LinkConfirmation, Parsed, ResendActivation};
 use super::reset::{INVALID_TOKEN, INVALID_UID};
 use super::{random_id, Service};
 
@@ -49,22 +49,7 @@ impl Service {
         {
             return Ok(());
         }
-        // Mail to one address is bounded as reset mail is.
-        match self
-            .count_one(&self.reset_mail_scope(&user.email_norm))
-            .await
-        {
-            Ok(_) => {}
-            Err(Error::Throttled { .. }) => return Ok(()),
-            Err(other) => return Err(other),
-        }
-        let effects = Effects {
-            events: Vec::new(),
-            mail: vec![self.queue_item(user, QueueKind::RecoveryLink)],
-        };
-        self.store.record(&effects).await?;
-        self.log_effects(&effects, origin);
-        Ok(())
+        self.queue_link(user, QueueKind::RecoveryLink, origin).await
     }
 
     /// `POST /api/totp/recovery/`: a genuine, unused, unexpired link starts the wait, with a
@@ -171,19 +156,7 @@ impl Service {
         request: Parsed<LinkConfirmation, Option<Uid>>,
         origin: &Origin,
     ) -> Result<(), Error> {
-        let request = match request {
-            Ok(request) => request,
-            Err(Invalid {
-                mut errors,
-                parsed: Some(uid),
-            }) => {
-                if self.store.user(uid.0).await?.is_none() {
-                    errors.add("uid", INVALID_UID);
-                }
-                return Err(Error::Fields(errors));
-            }
-            Err(invalid) => return Err(Error::Fields(invalid.errors)),
-        };
+        let request = self.with_uid_checked(request).await?;
         let Some(user) = self.store.user(request.uid.0).await? else {
             return Err(Error::field("uid", INVALID_UID));
         };
@@ -238,6 +211,12 @@ impl Service {
         if !user.pending {
             return Ok(());
         }
+        self.queue_link(&user, QueueKind::ActivationLink, origin)
+            .await
+    }
+
+    /// Queues a link mail, bounded per address as reset mail is (past the bound: nothing).
+    async fn queue_link(&self, user: &User, kind: QueueKind, origin: &Origin) -> Result<(), Error> {
         match self
             .count_one(&self.reset_mail_scope(&user.email_norm))
             .await
@@ -248,7 +227,7 @@ impl Service {
         }
         let effects = Effects {
             events: Vec::new(),
-            mail: vec![self.queue_item(&user, QueueKind::ActivationLink)],
+            mail: vec![self.queue_item(user, kind)],
         };
         self.store.record(&effects).await?;
         self.log_effects(&effects, origin);

@@ -108,19 +108,7 @@ impl Service {
         request: Parsed<ResetConfirmation, Option<Uid>>,
         origin: &Origin,
     ) -> Result<(), Error> {
-        let request = match request {
-            Ok(request) => request,
-            Err(Invalid {
-                mut errors,
-                parsed: Some(uid),
-            }) => {
-                if self.store.user(uid.0).await?.is_none() {
-                    errors.add("uid", INVALID_UID);
-                }
-                return Err(Error::Fields(errors));
-            }
-            Err(invalid) => return Err(Error::Fields(invalid.errors)),
-        };
+        let request = self.with_uid_checked(request).await?;
         let Some(user) = self.store.user(request.uid.0).await? else {
             return Err(Error::field("uid", INVALID_UID));
         };
@@ -154,11 +142,7 @@ impl Service {
             sessions: Some(Default::default()),
         };
         let mut effects = self.effects(SecurityEvent::PasswordResetCompleted, &user, origin, None);
-        if user.recovery.until.is_some() {
-            let cancelled = self.effects(SecurityEvent::RecoveryCancelled, &user, origin, None);
-            effects.events.extend(cancelled.events);
-            effects.mail.extend(cancelled.mail);
-        }
+        self.with_recovery_cancelled(&mut effects, &user, origin);
         if self
             .store
             .update_password(user.id, update, &effects)
@@ -179,6 +163,43 @@ impl Service {
         } else {
             // A racing confirm with the same token won: this one is a reuse.
             Err(Error::non_field(INVALID_TOKEN))
+        }
+    }
+}
+
+impl Service {
+    /// A link request (reset, activation) whose fields did not all parse reports, beside the
+    /// field errors, whether its uid names a user, as djoser's field validation does.
+    pub(super) async fn with_uid_checked<T>(
+        &self,
+        request: Parsed<T, Option<Uid>>,
+    ) -> Result<T, Error> {
+        match request {
+            Ok(request) => Ok(request),
+            Err(Invalid {
+                mut errors,
+                parsed: Some(uid),
+            }) => {
+                if self.store.user(uid.0).await?.is_none() {
+                    errors.add("uid", INVALID_UID);
+                }
+                Err(Error::Fields(errors))
+            }
+            Err(invalid) => Err(Error::Fields(invalid.errors)),
+        }
+    }
+
+    /// A change that cancels a recovery under way also reports that, with its notice.
+    pub(super) fn with_recovery_cancelled(
+        &self,
+        effects: &mut Effects,
+        user: &User,
+        origin: &Origin,
+    ) {
+        if user.recovery.until.is_some() {
+            let cancelled = self.effects(SecurityEvent::RecoveryCancelled, user, origin, None);
+            effects.events.extend(cancelled.events);
+            effects.mail.extend(cancelled.mail);
         }
     }
 }

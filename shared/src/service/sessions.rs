@@ -188,6 +188,10 @@ impl Service {
         for _ in 0..ATTEMPTS {
             let user = self.store.user(user_id).await?.ok_or_else(refused)?;
             let state = user.sessions.get(session).cloned().ok_or_else(refused)?;
+            if user.disabled {
+                // As every token of a disabled account (docs/api.md#activation).
+                return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
+            }
             if user.pending {
                 return Err(refused());
             }

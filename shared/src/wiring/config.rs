@@ -7,9 +7,8 @@ use std::path::PathBuf;
 use base64::Engine;
 use secrecy::{SecretBox, SecretString};
 
-use crate::domain::client_ip::Cidr;
 use crate::domain::keys::{KeyError, Secrets, VersionedKey};
-use crate::settings::{Argon2Cost, MailerKind, Mode, Settings, StorageConfig};
+use crate::settings::{Argon2Cost, Cidr, MailerKind, Mode, Settings, StorageConfig};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

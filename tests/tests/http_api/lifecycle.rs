@@ -13,27 +13,6 @@ const NOTICE: &str = "Subject: Security notice from Accounts: ";
 const DISABLED: &str = "User account is disabled.";
 const NEW_PASSWORD: &str = "a-brand-new-passphrase-7";
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(api_tests::Backend::Embedded).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(api_tests::Backend::DynamoDb).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_stores!(
     the_takeover_with_a_stolen_token_fails_once_its_password_proof_is_old,
     refusals_come_in_order_token_then_otp_gate_then_reauthentication,

@@ -11,27 +11,6 @@ use crate::support::*;
 
 const LOGIN: &str = "/api/user/login/";
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(api_tests::Backend::Embedded).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(api_tests::Backend::DynamoDb).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_stores!(
     twenty_parallel_wrong_passwords_are_at_most_six_checked,
     after_five_failures_a_burst_with_the_right_password_inside_checks_at_most_one,

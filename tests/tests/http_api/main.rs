@@ -1,4 +1,28 @@
-//! Black-box HTTP tests of SPEC.md, against the app on a random port with a fresh store.
+//! Black-box HTTP tests of the API (docs/api.md), against the app on a random port with a
+//! fresh store.
+
+/// Runs each named scenario (an `async fn(Backend)`) on both stores: `embedded::<name>` and
+/// `dynamodb::<name>`. Defined before the modules, so each of them can use it.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(api_tests::Backend::Embedded).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(api_tests::Backend::DynamoDb).await;
+                }
+            )*
+        }
+    };
+}
 
 mod accounts;
 mod conventions;

@@ -10,27 +10,6 @@ use crate::support::*;
 const REFUSED: &str = "Refresh token is invalid or expired.";
 const NEW_PASSWORD: &str = "a-brand-new-passphrase-7";
 
-macro_rules! on_both_stores {
-    ($($name:ident),* $(,)?) => {
-        mod embedded {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(api_tests::Backend::Embedded).await;
-                }
-            )*
-        }
-        mod dynamodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(api_tests::Backend::DynamoDb).await;
-                }
-            )*
-        }
-    };
-}
-
 on_both_stores!(
     a_refresh_rotates_and_the_previous_one_answers_the_same_for_a_moment,
     twenty_parallel_refreshes_answer_one_child_and_the_session_stays_whole,
