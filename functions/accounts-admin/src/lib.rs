@@ -89,14 +89,14 @@ pub enum UserCommand {
         /// User id or email address.
         user: String,
     },
-    /// Ends every session of the user. Until sessions (SPEC §11) exist, this rotates the user's
-    /// token generation: every token of the user stops working at once.
+    /// Ends every session of the user: every refresh token and access token of the user stops
+    /// working at once (the token generation rotates with them).
     EndSessions {
         /// User id or email address.
         user: String,
     },
     /// Removes the user's TOTP device and emergency codes (after a support check), ends every
-    /// session, and mails the user a notice (sent directly until the mail queue exists).
+    /// session, and queues the user's notice in the same write (the mailer sends it).
     RemoveTwoFactor {
         /// User id or email address.
         user: String,

@@ -245,14 +245,25 @@ impl Service {
         Err(Error::Unavailable("the session kept changing".into()))
     }
 
+    /// Whether a session can still be refreshed (not past the cap or the refresh lifetime).
+    fn is_live(&self, state: &SessionState) -> bool {
+        let now = self.now();
+        now - state.auth_time <= self.settings.session_max_secs
+            && now - state.rotated_at <= self.settings.refresh_lifetime_secs
+    }
+
     /// `GET /api/user/sessions/`: the live sessions, most recently used first.
     pub async fn list_sessions(&self, principal: &Principal) -> Result<Value, Error> {
         let user = &principal.user;
-        let ids: Vec<String> = user.sessions.keys().cloned().collect();
-        let details = self.store.session_details(user.id, &ids).await?;
-        let mut sessions: Vec<(i64, Value)> = user
+        let live: Vec<(&String, &SessionState)> = user
             .sessions
             .iter()
+            .filter(|(_, state)| self.is_live(state))
+            .collect();
+        let ids: Vec<String> = live.iter().map(|(id, _)| (*id).clone()).collect();
+        let details = self.store.session_details(user.id, &ids).await?;
+        let mut sessions: Vec<(i64, Value)> = live
+            .into_iter()
             .map(|(id, state)| {
                 let found = details.iter().find(|d| d.id == *id);
                 let shown = json!({
@@ -280,7 +291,7 @@ impl Service {
         origin: &Origin,
     ) -> Result<(), Error> {
         let user = &principal.user;
-        if !user.sessions.contains_key(session) {
+        if !user.sessions.get(session).is_some_and(|s| self.is_live(s)) {
             return Err(Error::NotFound);
         }
         let effects = Effects {

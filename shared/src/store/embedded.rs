@@ -980,7 +980,9 @@ impl Store for EmbeddedStore {
         self.update_user(id, &Effects::none(), move |user| {
             user.disabled = disabled;
             if let Some(gen) = new_gen {
+                // A new generation ends every session with it.
                 user.token_gen = gen;
+                user.sessions.clear();
             }
             true
         })

@@ -964,7 +964,9 @@ impl Store for DynamoStore {
         let mut expr = Expr::default();
         let mut set = vec![];
         if let Some(gen) = new_gen {
+            // A new generation ends every session with it.
             set.push((TOKEN_GEN, s(gen)));
+            set.push((SESSIONS, sessions_value(&Default::default())));
         }
         let update = match disabled {
             true => {
