@@ -390,6 +390,8 @@ async fn wait_for_init(pools: &[Pool], limit: Duration, logs: Option<&Path>) -> 
                     ));
                 }
                 failures.push(report);
+                // Its other processes would fail the same way: not started.
+                break;
             }
         }
     }
