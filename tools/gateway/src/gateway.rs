@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 use crate::event::{self, Answer, Context};
 use crate::routes::{Route, Router};
-use crate::runtime::{Failure, Launch, LogSink, Pool, Status, RESERVED};
+use crate::runtime::{Launch, LogSink, Pool, Status, RESERVED};
 use crate::template::{Binaries, Deployment, Overrides, Template};
 
 /// The overrides file used when none is named (relative to the workspace root).
@@ -669,11 +669,12 @@ async fn handle(
                     "INVOCATION FAILED on {}: {failure}",
                     outcome.instance
                 ));
-                let answer = match failure {
-                    Failure::TimedOut(_) => Answer::gateway(503, "Service Unavailable"),
-                    _ => Answer::gateway(500, "Internal Server Error"),
-                };
-                (answer, outcome.instance)
+                // A crash, a timeout, a reported error: Lambda answers the invoke with a function
+                // error, which an HTTP API turns into a 500.
+                (
+                    Answer::gateway(500, "Internal Server Error"),
+                    outcome.instance,
+                )
             }
         },
     };
