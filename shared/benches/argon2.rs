@@ -2,8 +2,8 @@
 
 use std::time::Instant;
 
-use auth::config::Argon2Cost;
-use auth::password::{Password, PasswordHasher};
+use auth::domain::password::{Password, PasswordHasher};
+use auth::settings::Argon2Cost;
 
 fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");

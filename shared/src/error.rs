@@ -154,12 +154,3 @@ impl Error {
         Self::field("non_field_errors", message)
     }
 }
-
-impl From<crate::store::StoreError> for Error {
-    fn from(err: crate::store::StoreError) -> Self {
-        match err {
-            crate::store::StoreError::Unavailable(why) => Self::Unavailable(why),
-            crate::store::StoreError::Corrupt(why) => Self::Internal(why),
-        }
-    }
-}

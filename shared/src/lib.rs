@@ -1,24 +1,26 @@
-//! The account service's one auth crate.
+//! The account service's one auth crate, a hexagon (layers from the inside out):
 //!
-//! A hexagon: the domain ([`service`], [`email`], [`password`], [`token`], [`totp`]) talks only to
-//! small ports ([`store::Store`], [`mail::Mailer`], [`clock::Clock`]). Adapters implement the
-//! ports (DynamoDB or an embedded redb file; SES or a local outbox). [`http`] is the one edge that
-//! knows about HTTP: the route table, request parsing, and the single error-to-response mapping.
+//! - [`settings`], [`error`]: plain values and the one error enum;
+//! - [`domain`]: records and rules (email, password, token, TOTP, keys, client IP);
+//! - ports beside their adapters: [`store`] (DynamoDB, embedded redb), [`mail`] (SES, outbox),
+//!   [`clock`];
+//! - [`service`]: what each endpoint does, in terms of the ports;
+//! - [`http`]: the route table with each route's auth policy, request parsing, dispatch, and
+//!   the single error-to-response mapping;
+//! - [`wiring`]: configuration → adapters → [`App`].
+//!
+//! No module imports from a layer above its own. The behaviour is described in `docs/api.md`,
+//! the storage in `docs/data-model.md`, the threats in `docs/security.md`.
 
 pub mod clock;
-pub mod config;
-pub mod email;
+pub mod domain;
 pub mod error;
-pub mod fields;
 pub mod http;
-pub mod keys;
 pub mod mail;
-pub mod password;
 pub mod service;
+pub mod settings;
 pub mod store;
-pub mod telemetry;
-pub mod token;
-pub mod totp;
+pub mod wiring;
 
 pub use error::Error;
-pub use http::app::App;
+pub use wiring::app::App;

@@ -7,11 +7,14 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use auth::domain::records::{
+    Failures, NewUser, SealedSecret, StaticCodes, TotpDevice, User, UserId,
+};
+use auth::domain::throttle::Counter;
 use auth::store::dynamo::DynamoStore;
 use auth::store::embedded::EmbeddedStore;
 use auth::store::{
-    Created, Failures, NewUser, PasswordUpdate, SealedSecret, StaticCodes, Store, TotpAccept,
-    TotpDevice, TotpInsert, User, UserId,
+    CounterKey, CounterWrite, Created, PasswordUpdate, Store, TotpAccept, TotpInsert,
 };
 use tokio::sync::Barrier;
 
@@ -56,7 +59,7 @@ async fn dynamodb_store() -> Shared {
          and sets AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); these \
          tests never skip"
     );
-    let config = auth::http::app::aws_sdk_config().await;
+    let config = auth::wiring::app::aws_sdk_config().await;
     let store = DynamoStore::new(&config, format!("conf-{}", random_hex(6)));
     store.ensure_table().await.expect("create the test table");
     Arc::new(store)
@@ -91,7 +94,9 @@ conformance!(
     an_email_is_claimed_once_even_by_20_concurrent_creates,
     delete_requires_the_seen_token_generation_and_frees_the_email,
     update_password_is_conditional_on_the_seen_hash,
-    login_failures_count_up_and_clear,
+    login_lookup_reads_the_account_and_its_counters_in_order,
+    twenty_concurrent_swaps_of_one_counter_version_let_exactly_one_win,
+    a_swap_of_several_counters_is_all_or_none,
     claim_reset_mail_allows_one_per_window,
     insert_totp_device_returns_the_existing_device_to_a_second_caller,
     accept_totp_refuses_a_replayed_or_earlier_step_and_a_stale_failure_count,
@@ -100,7 +105,7 @@ conformance!(
     emergency_codes_need_the_confirmed_totp_device,
     remove_two_factor_removes_device_and_codes_and_rotates_the_generation,
     operations_on_a_missing_user_answer_false_none_or_user_gone,
-    an_expired_login_throttle_reads_as_absent_and_restarts,
+    an_expired_counter_reads_as_default_but_keeps_its_version,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -217,6 +222,13 @@ where
     results
 }
 
+fn rand_byte() -> u8 {
+    random_hex(1).chars().fold(0u8, |acc, c| {
+        acc.wrapping_mul(16)
+            .wrapping_add(c.to_digit(16).unwrap() as u8)
+    })
+}
+
 fn count_true(results: &[bool]) -> usize {
     results.iter().filter(|won| **won).count()
 }
@@ -310,7 +322,10 @@ async fn delete_requires_the_seen_token_generation_and_frees_the_email(store: Sh
     assert!(store.delete_user(&user, "gen-2").await.unwrap());
     assert_eq!(store.user(user.id).await.unwrap(), None);
     assert_eq!(store.user_by_email("dora@example.com").await.unwrap(), None);
-    let (found, _) = store.login_lookup("dora@example.com", T0).await.unwrap();
+    let (found, _) = store
+        .login_lookup("dora@example.com", &[], T0)
+        .await
+        .unwrap();
     assert_eq!(found, None);
     assert!(
         !store.delete_user(&user, "gen-2").await.unwrap(),
@@ -330,6 +345,7 @@ async fn update_password_is_conditional_on_the_seen_hash(store: Shared) {
     let user = create(&store, "erin@example.com").await;
     let update =
         |expected: &str, new: &str, gen: Option<&str>, login: Option<i64>| PasswordUpdate {
+            clear_totp_failures: false,
             expected_hash: expected.to_owned(),
             new_hash: new.to_owned(),
             new_token_gen: gen.map(str::to_owned),
@@ -384,76 +400,127 @@ async fn update_password_is_conditional_on_the_seen_hash(store: Shared) {
     assert_eq!(after.token_gen, format!("gen-{winner}"));
 }
 
-async fn login_failures_count_up_and_clear(store: Shared) {
-    let now = now();
-    let (user, failures) = store.login_lookup("nobody@example.com", now).await.unwrap();
-    assert_eq!((user, failures), (None, Failures::default()));
-
-    // Failures count for addresses without an account too.
-    for i in 0..3 {
-        store
-            .record_login_failure("nobody@example.com", now + i, now + 3_600)
-            .await
-            .unwrap();
+fn counter_write(key: &CounterKey, n: u32, version: u64, expires_at: i64) -> CounterWrite {
+    CounterWrite {
+        key: key.clone(),
+        counter: Counter {
+            n,
+            version,
+            ..Counter::default()
+        },
+        expires_at,
+        conditional: true,
     }
-    let (user, failures) = store.login_lookup("nobody@example.com", now).await.unwrap();
-    assert_eq!(user, None);
-    assert_eq!(
-        failures,
-        Failures {
-            count: 3,
-            last_at: now + 2
-        }
-    );
+}
 
-    let frank = create(&store, "frank@example.com").await;
-    store
-        .record_login_failure("frank@example.com", now, now + 3_600)
-        .await
-        .unwrap();
-    let (user, failures) = store.login_lookup("frank@example.com", now).await.unwrap();
-    assert_eq!(user, Some(frank.clone()));
-    assert_eq!(
-        failures,
-        Failures {
-            count: 1,
-            last_at: now
-        }
-    );
+async fn login_lookup_reads_the_account_and_its_counters_in_order(store: Shared) {
+    let now = now();
+    let email = format!("lookup-{}@example.com", random_hex(4));
+    let keys = [
+        CounterKey::LoginAddressIp {
+            email_norm: email.clone(),
+            ip: "192.0.2.1".to_owned(),
+        },
+        CounterKey::LoginAddress {
+            email_norm: email.clone(),
+        },
+        CounterKey::LoginIp {
+            ip: "192.0.2.1".to_owned(),
+            window: now - now % 600,
+        },
+    ];
+    let (user, counters) = store.login_lookup(&email, &keys, now).await.unwrap();
+    assert_eq!((user, counters), (None, vec![Counter::default(); 3]));
 
-    store
-        .clear_login_failures("frank@example.com")
+    let frank = create(&store, &email).await;
+    assert!(store
+        .swap_counters(&[counter_write(&keys[1], 7, 1, now + 60)])
         .await
-        .unwrap();
-    let (user, failures) = store.login_lookup("frank@example.com", now).await.unwrap();
-    assert_eq!((user, failures), (Some(frank), Failures::default()));
-    // Clearing nothing is fine; other addresses are untouched.
-    store
-        .clear_login_failures("frank@example.com")
-        .await
-        .unwrap();
-    let (_, failures) = store.login_lookup("nobody@example.com", now).await.unwrap();
-    assert_eq!(failures.count, 3);
+        .unwrap());
+    let (user, counters) = store.login_lookup(&email, &keys, now).await.unwrap();
+    assert_eq!(user, Some(frank));
+    assert_eq!(counters[0], Counter::default());
+    assert_eq!((counters[1].n, counters[1].version), (7, 1));
+    assert_eq!(counters[2], Counter::default());
+}
 
-    // Concurrent failures are all counted.
-    concurrently(10, |_| {
-        let store = store.clone();
+async fn twenty_concurrent_swaps_of_one_counter_version_let_exactly_one_win(store: Shared) {
+    let now = now();
+    let key = CounterKey::LoginAddress {
+        email_norm: format!("race-{}@example.com", random_hex(4)),
+    };
+    let results = concurrently(20, |i| {
+        let (store, key) = (store.clone(), key.clone());
         async move {
             store
-                .record_login_failure("burst@example.com", now, now + 3_600)
+                .swap_counters(&[counter_write(&key, i as u32 + 1, 1, now + 60)])
                 .await
                 .unwrap()
         }
     })
     .await;
-    let (_, failures) = store.login_lookup("burst@example.com", now).await.unwrap();
-    assert_eq!(
-        failures,
-        Failures {
-            count: 10,
-            last_at: now
-        }
-    );
+    assert_eq!(count_true(&results), 1, "{results:?}");
+    let winner = results.iter().position(|won| *won).unwrap();
+    let stored = store
+        .counters(std::slice::from_ref(&key), now)
+        .await
+        .unwrap();
+    assert_eq!((stored[0].n, stored[0].version), (winner as u32 + 1, 1));
+
+    // A stale version loses; the next one wins; an unconditional write always lands.
+    assert!(!store
+        .swap_counters(&[counter_write(&key, 9, 1, now + 60)])
+        .await
+        .unwrap());
+    assert!(store
+        .swap_counters(&[counter_write(&key, 9, 2, now + 60)])
+        .await
+        .unwrap());
+    let mut reset = counter_write(&key, 0, 40, now + 60);
+    reset.conditional = false;
+    assert!(store.swap_counters(&[reset]).await.unwrap());
+    let stored = store
+        .counters(std::slice::from_ref(&key), now)
+        .await
+        .unwrap();
+    assert_eq!((stored[0].n, stored[0].version), (0, 40));
+}
+
+async fn a_swap_of_several_counters_is_all_or_none(store: Shared) {
+    let now = now();
+    let ip = format!("198.51.100.{}", rand_byte());
+    let one = CounterKey::SignUpIp {
+        ip: ip.clone(),
+        window: now - now % 3600,
+    };
+    let two = CounterKey::ResetIp {
+        ip,
+        window: now - now % 3600,
+    };
+    assert!(store
+        .swap_counters(&[counter_write(&two, 1, 1, now + 60)])
+        .await
+        .unwrap());
+    // `two` is at version 1, not 0: neither is written.
+    assert!(!store
+        .swap_counters(&[
+            counter_write(&one, 1, 1, now + 60),
+            counter_write(&two, 1, 1, now + 60),
+        ])
+        .await
+        .unwrap());
+    let stored = store
+        .counters(&[one.clone(), two.clone()], now)
+        .await
+        .unwrap();
+    assert_eq!(stored[0], Counter::default());
+    assert_eq!(stored[1].version, 1);
+    store
+        .delete_counters(&[one.clone(), two.clone()])
+        .await
+        .unwrap();
+    let stored = store.counters(&[one, two], now).await.unwrap();
+    assert_eq!(stored, vec![Counter::default(); 2]);
 }
 
 async fn claim_reset_mail_allows_one_per_window(store: Shared) {
@@ -468,9 +535,12 @@ async fn claim_reset_mail_allows_one_per_window(store: Shared) {
         .claim_reset_mail("hank@example.com", T0 + 61, 60)
         .await
         .unwrap());
-    // The reset rate and the login throttle of an address are separate records.
-    let (_, failures) = store.login_lookup(email, T0).await.unwrap();
-    assert_eq!(failures, Failures::default());
+    // The reset rate and the login limits of an address are separate records.
+    let address = CounterKey::LoginAddress {
+        email_norm: email.to_owned(),
+    };
+    let (_, counters) = store.login_lookup(email, &[address], T0).await.unwrap();
+    assert_eq!(counters, vec![Counter::default()]);
 
     let results = concurrently(10, |_| {
         let store = store.clone();
@@ -816,6 +886,7 @@ async fn operations_on_a_missing_user_answer_false_none_or_user_gone(store: Shar
             new_hash: "h".to_owned(),
             new_token_gen: Some("gen".to_owned()),
             last_login: Some(T0),
+            clear_totp_failures: true,
         };
         assert!(!store.update_password(id, update).await.unwrap());
         let inserted = store
@@ -852,31 +923,34 @@ async fn operations_on_a_missing_user_answer_false_none_or_user_gone(store: Shar
 // Expiry. DynamoDB deletes TTL'd items late (moto never), so each adapter itself must read an
 // expired throttle record as absent and restart its count.
 
-async fn an_expired_login_throttle_reads_as_absent_and_restarts(store: Shared) {
+async fn an_expired_counter_reads_as_default_but_keeps_its_version(store: Shared) {
     let now = now();
-    for _ in 0..3 {
-        store
-            .record_login_failure("quinn@example.com", now - 100, now - 1)
-            .await
-            .unwrap();
-    }
-    let (_, failures) = store.login_lookup("quinn@example.com", now).await.unwrap();
-    assert_eq!(
-        failures,
-        Failures::default(),
-        "expired, though still stored"
-    );
-
-    store
-        .record_login_failure("quinn@example.com", now, now + 3_600)
+    let key = CounterKey::PasswordProof {
+        user: UserId(900_000 + u64::from(rand_byte())),
+    };
+    assert!(store
+        .swap_counters(&[counter_write(&key, 3, 1, now - 1)])
+        .await
+        .unwrap());
+    let stored = store
+        .counters(std::slice::from_ref(&key), now)
         .await
         .unwrap();
-    let (_, failures) = store.login_lookup("quinn@example.com", now).await.unwrap();
     assert_eq!(
-        failures,
-        Failures {
-            count: 1,
-            last_at: now
-        }
+        stored[0],
+        Counter {
+            version: 1,
+            ..Counter::default()
+        },
+        "expired, though still stored"
     );
+    // It is replaced by naming the version it still has.
+    assert!(!store
+        .swap_counters(&[counter_write(&key, 1, 1, now + 60)])
+        .await
+        .unwrap());
+    assert!(store
+        .swap_counters(&[counter_write(&key, 1, 2, now + 60)])
+        .await
+        .unwrap());
 }

@@ -2,14 +2,16 @@
 //! handlers the Lambda functions use) on a random 127.0.0.1 port with a fresh store, a manual
 //! clock and a fresh outbox; the helpers speak plain HTTP to it, one per endpoint.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use auth::clock::ManualClock;
-use auth::config::{Secrets, Settings};
+use auth::domain::keys::Secrets;
 use auth::mail::outbox::Outbox;
 use auth::mail::ses::SesMailer;
 use auth::mail::Mailer;
+use auth::settings::Settings;
 use auth::store::dynamo::DynamoStore;
 use auth::store::embedded::EmbeddedStore;
 use auth::store::Store;
@@ -91,7 +93,7 @@ pub async fn emulator_config() -> aws_config::SdkConfig {
         "AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which starts the \
          DynamoDB/SES emulator (these tests never skip)"
     );
-    auth::http::app::aws_sdk_config().await
+    auth::wiring::app::aws_sdk_config().await
 }
 
 pub struct Response {
@@ -151,7 +153,28 @@ pub struct TestServer {
     pub app: Arc<App>,
     pub outbox: PathBuf,
     dir: PathBuf,
-    client: Client<HttpConnector, Full<Bytes>>,
+    /// The loopback address requests come from, and a client bound to it: each server (and so
+    /// each test) is its own client IP, as real clients are, for the per-IP limits.
+    client: Mutex<(IpAddr, Client<HttpConnector, Full<Bytes>>)>,
+}
+
+/// A client whose connections come from `ip` (any 127.x.y.z works on Linux loopback).
+fn client_from(ip: IpAddr) -> Client<HttpConnector, Full<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_local_address(Some(ip));
+    Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector)
+}
+
+/// A random loopback address other than 127.0.0.1.
+pub fn random_loopback() -> IpAddr {
+    let mut bytes = [0u8; 3];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    IpAddr::V4(std::net::Ipv4Addr::new(
+        127,
+        bytes[0],
+        bytes[1],
+        bytes[2].max(2),
+    ))
 }
 
 impl Drop for TestServer {
@@ -237,6 +260,7 @@ impl TestServer {
         let base = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(local_api::serve(listener, app.clone()));
         dynamo_calls.take(); // table creation is not a request's cost
+        let source = random_loopback();
         Self {
             base,
             dynamo_calls,
@@ -244,8 +268,18 @@ impl TestServer {
             app,
             outbox,
             dir,
-            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+            client: Mutex::new((source, client_from(source))),
         }
+    }
+
+    /// From now on, requests come from `ip`.
+    pub fn use_source_ip(&self, ip: IpAddr) {
+        *self.client.lock().unwrap() = (ip, client_from(ip));
+    }
+
+    /// The address requests come from now.
+    pub fn source_ip(&self) -> IpAddr {
+        self.client.lock().unwrap().0
     }
 
     /// Any request: method, path, headers, raw body.
@@ -263,7 +297,8 @@ impl TestServer {
             request = request.header(*name, *value);
         }
         let request = request.body(Full::new(body.into())).expect("request");
-        let response = self.client.request(request).await.expect("HTTP round trip");
+        let client = self.client.lock().unwrap().1.clone();
+        let response = client.request(request).await.expect("HTTP round trip");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("body").to_bytes().to_vec();
         Response {

@@ -207,10 +207,44 @@ fn the_openapi_description_lists_exactly_the_route_table() {
             let function = operation["x-function"]
                 .as_str()
                 .unwrap_or_else(|| panic!("{method} {path} has no x-function"));
+            let route = ROUTES
+                .iter()
+                .find(|r| r.template == path)
+                .unwrap_or_else(|| panic!("{path}: not in the route table"));
+            assert_eq!(
+                operation["x-auth-policy"].as_str(),
+                Some(route.policy.name()),
+                "{method} {path}: x-auth-policy differs from the route table"
+            );
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| !s.is_empty());
+            assert_eq!(
+                secured,
+                route.policy.needs_token(),
+                "{method} {path}: security requirement differs from the route's policy"
+            );
             declared.insert((method.to_uppercase(), path.clone(), function.to_owned()));
         }
     }
     assert_eq!(declared, route_table());
+}
+
+/// Each function binary has a handler for exactly its routes of the route table, and no other.
+#[test]
+fn each_function_handles_exactly_its_routes() {
+    for function in Function::ALL {
+        let handled: BTreeSet<_> = local_api::handlers_of(function)
+            .iter()
+            .map(|(endpoint, _)| format!("{endpoint:?}"))
+            .collect();
+        let routed: BTreeSet<_> = ROUTES
+            .iter()
+            .filter(|r| r.function == function)
+            .map(|r| format!("{:?}", r.endpoint))
+            .collect();
+        assert_eq!(handled, routed, "{function:?}");
+    }
 }
 
 /// Replays `events/` in the order of `events/expected.json` against one fresh store, each event
@@ -238,11 +272,9 @@ async fn every_sample_event_gets_the_status_the_spec_promises() {
         covered.insert((method.to_owned(), route.template));
 
         let request: LambdaRequest = serde_json::from_str(&text).expect(file);
-        let handler = local_api::handler_for(function).unwrap();
         let mut adapter = Adapter::from(auth::http::lambda::service(
             server.app.clone(),
-            function,
-            handler,
+            local_api::handlers_of(function),
         ));
         std::future::poll_fn(|cx| adapter.poll_ready(cx))
             .await

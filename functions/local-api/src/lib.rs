@@ -2,10 +2,12 @@
 //! Lambda functions use, so local runs and tests exercise the deployed code paths.
 
 use std::convert::Infallible;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock};
 
-use auth::http::routes::Function;
-use auth::http::{dispatch, Handler, HttpBody};
+use auth::http::client_ip::Peer;
+use auth::http::routes::{Endpoint, Function};
+use auth::http::{dispatch, Handler, Handlers, HttpBody};
 use auth::App;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,25 +18,30 @@ use tokio::net::TcpListener;
 /// Past this, an oversized body is not even drained: the connection is dropped.
 const DRAIN_LIMIT: usize = 16 * 1024 * 1024;
 
-pub fn handler_for(function: Function) -> Option<Handler> {
-    Some(match function {
-        Function::Accounts => accounts::handler,
-        Function::Login => login::handler,
-        Function::PasswordReset => password_reset::handler,
-        Function::Totp => totp::handler,
-        Function::StaticCodes => static_codes::handler,
-    })
+/// The handlers a function's binary serves.
+pub fn handlers_of(function: Function) -> Handlers {
+    match function {
+        Function::Accounts => accounts::HANDLERS,
+        Function::Login => login::HANDLERS,
+        Function::PasswordReset => password_reset::HANDLERS,
+        Function::Totp => totp::HANDLERS,
+        Function::StaticCodes => static_codes::HANDLERS,
+    }
 }
+
+/// Every function's handlers: the local server serves them all.
+pub static HANDLERS: LazyLock<Vec<(Endpoint, Handler)>> =
+    LazyLock::new(|| Function::ALL.map(handlers_of).concat());
 
 /// Accepts connections until the listener fails.
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
     loop {
-        let (stream, _) = listener.accept().await?;
+        let (stream, peer) = listener.accept().await?;
         let app = app.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let app = app.clone();
-                async move { Ok::<_, Infallible>(handle(app, request).await) }
+                async move { Ok::<_, Infallible>(handle(app, peer, request).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -62,14 +69,21 @@ async fn read_body(mut body: Incoming, limit: usize) -> Option<Vec<u8>> {
     Some(kept)
 }
 
-async fn handle(app: Arc<App>, request: hyper::Request<Incoming>) -> hyper::Response<Full<Bytes>> {
-    let (parts, body) = request.into_parts();
-    let bytes = read_body(body, app.settings.max_body_bytes)
+async fn handle(
+    app: Arc<App>,
+    peer: SocketAddr,
+    request: hyper::Request<Incoming>,
+) -> hyper::Response<Full<Bytes>> {
+    let (mut parts, body) = request.into_parts();
+    let limit = app.service.settings.max_body_bytes;
+    let bytes = read_body(body, limit)
         .await
-        .unwrap_or_else(|| vec![0; app.settings.max_body_bytes + 1]);
+        .unwrap_or_else(|| vec![0; limit + 1]);
+    // The TCP peer is the client (X-Forwarded-For counts only from TRUSTED_PROXIES).
+    parts.extensions.insert(Peer(peer.ip()));
     let request = hyper::Request::from_parts(parts, HttpBody::from(bytes));
     let request_id = auth::service::random_id();
-    let response = dispatch(&app, request, &request_id, &handler_for).await;
+    let response = dispatch(&app, request, &request_id, &HANDLERS).await;
     let (parts, body) = response.into_parts();
     let bytes = match body {
         HttpBody::Empty => Bytes::new(),

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use auth::config::{Mode, StorageConfig};
 use auth::http::routes::ROUTES;
+use auth::settings::{Mode, StorageConfig};
 use auth::App;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    auth::telemetry::init(Mode::Local);
+    auth::wiring::telemetry::init(Mode::Local);
     let app = Arc::new(App::from_env(Mode::Local).await?);
     let port: u16 = std::env::var("PORT")
         .ok()
@@ -17,7 +17,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .transpose()?
         .unwrap_or(3000);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let storage = match &app.settings.storage {
+    let settings = &app.service.settings;
+    let storage = match &settings.storage {
         StorageConfig::Embedded { path } => format!("embedded store {}", path.display()),
         StorageConfig::DynamoDb { table } => format!("DynamoDB table {table}"),
     };
@@ -25,7 +26,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "serving {} routes on http://{} ({storage}, mailer {:?})",
         ROUTES.len(),
         listener.local_addr()?,
-        app.settings.mailer
+        settings.mailer
     );
     local_api::serve(listener, app).await?;
     Ok(())

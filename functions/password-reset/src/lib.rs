@@ -3,48 +3,28 @@
 
 use std::sync::Arc;
 
-use auth::http::app::App;
 use auth::http::response::Reply;
 use auth::http::routes::Endpoint;
-use auth::http::{Call, HandlerFuture};
-use auth::Error;
+use auth::http::{Call, HandlerFuture, Handlers};
+use auth::App;
 
-pub fn handler(app: Arc<App>, call: Call) -> HandlerFuture {
+pub const HANDLERS: Handlers = &[
+    (Endpoint::PasswordReset, reset),
+    (Endpoint::PasswordResetConfirm, confirm),
+];
+
+fn reset(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        match call.endpoint {
-            Endpoint::PasswordReset => reset(&app, &call).await,
-            Endpoint::PasswordResetConfirm => confirm(&app, &call).await,
-            _ => Err(Error::NotFound),
-        }
+        app.service
+            .request_password_reset(call.parse()?, call.client)
+            .await?;
+        Ok(Reply::NoContent)
     })
 }
 
-async fn reset(app: &App, call: &Call) -> Result<Reply, Error> {
-    app.refuse_invalid_credentials(call).await?;
-    let body = call.body()?;
-    let mut fields = body.fields();
-    let email = fields.email("email");
-    fields.finish()?;
-    let Some(email) = email else {
-        return Err(Error::Internal("fields passed without values".into()));
-    };
-    app.request_password_reset(&email).await?;
-    Ok(Reply::NoContent)
-}
-
-async fn confirm(app: &App, call: &Call) -> Result<Reply, Error> {
-    app.refuse_invalid_credentials(call).await?;
-    let body = call.body()?;
-    let mut fields = body.fields();
-    let uid = fields.string("uid");
-    let token = fields.string("token");
-    let new_password = fields.password("new_password");
-    app.confirm_password_reset(
-        uid.as_deref(),
-        token.as_deref(),
-        new_password.as_ref(),
-        fields.into_errors(),
-    )
-    .await?;
-    Ok(Reply::NoContent)
+fn confirm(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        app.service.confirm_password_reset(call.parse()?).await?;
+        Ok(Reply::NoContent)
+    })
 }

@@ -4,7 +4,7 @@
 async fn main() -> Result<(), lambda_http::Error> {
     auth::http::lambda::run(
         auth::http::routes::Function::PasswordReset,
-        password_reset::handler,
+        password_reset::HANDLERS,
     )
     .await
 }

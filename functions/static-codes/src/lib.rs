@@ -2,28 +2,33 @@
 
 use std::sync::Arc;
 
-use auth::http::app::App;
 use auth::http::response::Reply;
 use auth::http::routes::Endpoint;
-use auth::http::{Call, HandlerFuture};
-use auth::service::Gate;
-use auth::Error;
+use auth::http::{Call, HandlerFuture, Handlers};
+use auth::App;
 use serde_json::json;
 
-pub fn handler(app: Arc<App>, call: Call) -> HandlerFuture {
+pub const HANDLERS: Handlers = &[
+    (Endpoint::StaticCreate, create),
+    (Endpoint::StaticLogin, login),
+];
+
+fn create(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        match call.endpoint {
-            Endpoint::StaticCreate => {
-                let principal = app.principal(&call, Gate::OtpVerified).await?;
-                let codes = app.create_emergency_codes(&principal).await?;
-                Ok(Reply::created(json!(codes)))
-            }
-            Endpoint::StaticLogin => {
-                let principal = app.principal(&call, Gate::Open).await?;
-                let token = app.use_emergency_code(&principal, call.param()).await?;
-                Ok(Reply::created(json!({ "token": token })))
-            }
-            _ => Err(Error::NotFound),
-        }
+        let codes = app
+            .service
+            .create_emergency_codes(call.principal()?)
+            .await?;
+        Ok(Reply::created(json!(codes)))
+    })
+}
+
+fn login(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        let token = app
+            .service
+            .use_emergency_code(call.principal()?, call.param())
+            .await?;
+        Ok(Reply::created(json!({ "token": token })))
     })
 }

@@ -4,7 +4,7 @@
 async fn main() -> Result<(), lambda_http::Error> {
     auth::http::lambda::run(
         auth::http::routes::Function::StaticCodes,
-        static_codes::handler,
+        static_codes::HANDLERS,
     )
     .await
 }

@@ -2,33 +2,38 @@
 
 use std::sync::Arc;
 
-use auth::http::app::App;
 use auth::http::response::Reply;
 use auth::http::routes::Endpoint;
-use auth::http::{Call, HandlerFuture};
-use auth::service::Gate;
-use auth::Error;
+use auth::http::{Call, HandlerFuture, Handlers};
+use auth::App;
 use serde_json::json;
 
-pub fn handler(app: Arc<App>, call: Call) -> HandlerFuture {
+pub const HANDLERS: Handlers = &[
+    (Endpoint::TotpCreate, create),
+    (Endpoint::TotpLogin, login),
+    (Endpoint::TotpDelete, delete),
+];
+
+fn create(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        match call.endpoint {
-            Endpoint::TotpCreate => {
-                let principal = app.principal(&call, Gate::Open).await?;
-                let url = app.create_totp_device(&principal).await?;
-                Ok(Reply::created(json!(url)))
-            }
-            Endpoint::TotpLogin => {
-                let principal = app.principal(&call, Gate::Open).await?;
-                let token = app.verify_totp(&principal, call.param()).await?;
-                Ok(Reply::created(json!({ "token": token })))
-            }
-            Endpoint::TotpDelete => {
-                let principal = app.principal(&call, Gate::OtpVerified).await?;
-                let token = app.delete_totp_device(&principal).await?;
-                Ok(Reply::ok(json!({ "token": token })))
-            }
-            _ => Err(Error::NotFound),
-        }
+        let url = app.service.create_totp_device(call.principal()?).await?;
+        Ok(Reply::created(json!(url)))
+    })
+}
+
+fn login(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        let token = app
+            .service
+            .verify_totp(call.principal()?, call.param())
+            .await?;
+        Ok(Reply::created(json!({ "token": token })))
+    })
+}
+
+fn delete(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        let token = app.service.delete_totp_device(call.principal()?).await?;
+        Ok(Reply::ok(json!({ "token": token })))
     })
 }

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_http::Error> {
-    auth::http::lambda::run(auth::http::routes::Function::Totp, totp::handler).await
+    auth::http::lambda::run(auth::http::routes::Function::Totp, totp::HANDLERS).await
 }

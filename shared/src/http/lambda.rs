@@ -5,17 +5,19 @@ use std::future::Future;
 use std::sync::Arc;
 
 use lambda_http::http::Response;
+use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Request, RequestExt, Service};
 
+use super::client_ip::Peer;
 use super::routes::Function;
-use super::{dispatch, Handler, HttpBody};
-use crate::config::Mode;
-use crate::http::app::App;
-use crate::telemetry;
+use super::{dispatch, Handlers, HttpBody};
+use crate::settings::Mode;
+use crate::wiring::app::App;
+use crate::wiring::telemetry;
 
 /// Builds the app (clients, keys, warmed connections) at init, then serves `function`'s routes.
 /// A configuration error stops the function at init rather than answering requests.
-pub async fn run(function: Function, handler: Handler) -> Result<(), lambda_http::Error> {
+pub async fn run(function: Function, handlers: Handlers) -> Result<(), lambda_http::Error> {
     telemetry::init(Mode::Lambda);
     let app = match App::from_env(Mode::Lambda).await {
         Ok(app) => Arc::new(app),
@@ -24,30 +26,39 @@ pub async fn run(function: Function, handler: Handler) -> Result<(), lambda_http
             return Err(err.into());
         }
     };
-    lambda_http::run(service(app, function, handler)).await
+    lambda_http::run(service(app, handlers)).await
 }
 
 /// The request service `run` hands to `lambda_http`: also what the `events/` tests drive through
 /// `lambda_http::Adapter`, so they exercise exactly what a deployed function runs.
 pub fn service(
     app: Arc<App>,
-    function: Function,
-    handler: Handler,
+    handlers: Handlers,
 ) -> impl Service<
     Request,
     Response = Response<HttpBody>,
     Error = Infallible,
     Future = impl Future<Output = Result<Response<HttpBody>, Infallible>> + Send,
 > + Clone {
-    service_fn(move |request: Request| {
+    service_fn(move |mut request: Request| {
         let app = app.clone();
+        // API Gateway's `sourceIp` is the client as the abuse limits count it.
+        if let Some(RequestContext::ApiGatewayV2(context)) = request.request_context_ref() {
+            if let Some(ip) = context
+                .http
+                .source_ip
+                .as_deref()
+                .and_then(|ip| ip.parse().ok())
+            {
+                request.extensions_mut().insert(Peer(ip));
+            }
+        }
         async move {
             let request_id = request
                 .lambda_context_ref()
                 .map(|c| c.request_id.clone())
                 .unwrap_or_default();
-            let handlers = move |f: Function| (f == function).then_some(handler);
-            Ok::<_, Infallible>(dispatch(&app, request, &request_id, &handlers).await)
+            Ok::<_, Infallible>(dispatch(&app, request, &request_id, handlers).await)
         }
     })
 }

@@ -1,8 +1,10 @@
 //! The HTTP edge, shared by every Lambda function and the local server: route, bound the body,
 //! authenticate, call the function's handler, map the result (or error) to a response.
 
-pub mod app;
+pub mod client_ip;
+pub mod fields;
 pub mod lambda;
+pub mod requests;
 pub mod response;
 pub mod routes;
 
@@ -14,36 +16,38 @@ use std::time::Instant;
 use lambda_http::http::{HeaderMap, Method, Request, Response};
 use tracing::Instrument;
 
+use crate::domain::client_ip::ClientIp;
 use crate::error::AuthFailure;
-use crate::fields::Body;
-use crate::service::{Gate, Principal};
+use crate::service::requests::Parsed;
+use crate::service::{Gate, Principal, Service};
+use crate::wiring::app::App;
 use crate::Error;
-use app::App;
+use fields::Body;
 use response::Reply;
-use routes::{Endpoint, Function};
+use routes::{Endpoint, Policy};
 
 pub type HttpBody = lambda_http::Body;
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Result<Reply, Error>> + Send>>;
-/// What a function crate exports: its endpoints, parsed and answered.
+/// One endpoint's handler: parse the call, ask the service, shape the reply.
 pub type Handler = fn(Arc<App>, Call) -> HandlerFuture;
+/// What a function crate exports: a handler for each endpoint it serves.
+pub type Handlers = &'static [(Endpoint, Handler)];
 
-/// A routed request, as a function's handler sees it.
+/// A routed and authenticated request, as a function's handler sees it.
 pub struct Call {
     pub endpoint: Endpoint,
+    /// Who sent it, as the abuse limits count it.
+    pub client: ClientIp,
     param: Option<String>,
-    method: Method,
     headers: HeaderMap,
     body: Vec<u8>,
+    principal: Option<Principal>,
 }
 
 impl Call {
     /// The path parameter (already checked against the route's shape).
     pub fn param(&self) -> &str {
         self.param.as_deref().unwrap_or_default()
-    }
-
-    pub fn method(&self) -> &Method {
-        &self.method
     }
 
     /// Parses the body (lazily, as DRF: only endpoints that read it can fail on it).
@@ -55,57 +59,74 @@ impl Call {
         Body::parse(content_type.as_deref(), &self.body)
     }
 
-    /// The token of an `Authorization: JWT <token>` (or `Bearer`) header. `None` when there is
-    /// no such header, or it names another scheme (as drf-jwt).
-    pub fn credentials(&self) -> Result<Option<String>, Error> {
-        let Some(value) = self.headers.get("authorization") else {
-            return Ok(None);
-        };
-        let value = String::from_utf8_lossy(value.as_bytes());
-        let mut words = value.split_ascii_whitespace();
-        let Some(scheme) = words.next() else {
-            return Ok(None);
-        };
-        if !scheme.eq_ignore_ascii_case("jwt") && !scheme.eq_ignore_ascii_case("bearer") {
-            return Ok(None);
-        }
-        let token = words
-            .next()
-            .ok_or(Error::Unauthenticated(AuthFailure::NoCredentials))?;
-        if words.next().is_some() {
-            return Err(Error::Unauthenticated(
-                AuthFailure::CredentialsContainSpaces,
-            ));
-        }
-        Ok(Some(token.to_owned()))
+    /// The body as an endpoint's typed request.
+    pub fn parse<T: requests::FromBody>(&self) -> Result<Parsed<T, T::Partial>, Error> {
+        Ok(T::from_body(&self.body()?))
+    }
+
+    /// The authenticated user. Present on every route whose policy needs a token: dispatch
+    /// refused the request otherwise.
+    pub fn principal(&self) -> Result<&Principal, Error> {
+        self.principal.as_ref().ok_or_else(|| {
+            Error::Internal("handler of a route without a token asked for one".into())
+        })
     }
 }
 
-impl App {
-    /// The authenticated user of a protected endpoint.
-    pub async fn principal(&self, call: &Call, gate: Gate) -> Result<Principal, Error> {
-        let token = call
-            .credentials()?
-            .ok_or(Error::Unauthenticated(AuthFailure::NotProvided))?;
-        self.authenticate(&token, gate).await
+/// The token of an `Authorization: JWT <token>` (or `Bearer`) header. `None` when there is no
+/// such header, or it names another scheme (as drf-jwt).
+fn credentials(headers: &HeaderMap) -> Result<Option<String>, Error> {
+    let Some(value) = headers.get("authorization") else {
+        return Ok(None);
+    };
+    let value = String::from_utf8_lossy(value.as_bytes());
+    let mut words = value.split_ascii_whitespace();
+    let Some(scheme) = words.next() else {
+        return Ok(None);
+    };
+    if !scheme.eq_ignore_ascii_case("jwt") && !scheme.eq_ignore_ascii_case("bearer") {
+        return Ok(None);
     }
-
-    /// Public endpoints refuse an invalid Authorization header all the same (as the original).
-    pub async fn refuse_invalid_credentials(&self, call: &Call) -> Result<(), Error> {
-        match call.credentials()? {
-            Some(token) => self.authenticate(&token, Gate::Open).await.map(|_| ()),
-            None => Ok(()),
-        }
+    let token = words
+        .next()
+        .ok_or(Error::Unauthenticated(AuthFailure::NoCredentials))?;
+    if words.next().is_some() {
+        return Err(Error::Unauthenticated(
+            AuthFailure::CredentialsContainSpaces,
+        ));
     }
+    Ok(Some(token.to_owned()))
 }
 
-/// Serves one request. `handler_for` answers the handler of a function this process serves
-/// (a Lambda function serves one; the local server all).
+/// Enforces a route's policy: the principal for routes that need a token, 401 or 403 otherwise.
+async fn authorize(
+    service: &Service,
+    policy: Policy,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, Error> {
+    let gate = match policy {
+        Policy::Anonymous => return Ok(None),
+        Policy::Public => {
+            // Public endpoints refuse an invalid Authorization header all the same.
+            if let Some(token) = credentials(headers)? {
+                service.authenticate(&token, Gate::Open).await?;
+            }
+            return Ok(None);
+        }
+        Policy::Token => Gate::Open,
+        Policy::OtpVerified => Gate::OtpVerified,
+    };
+    let token = credentials(headers)?.ok_or(Error::Unauthenticated(AuthFailure::NotProvided))?;
+    service.authenticate(&token, gate).await.map(Some)
+}
+
+/// Serves one request with the handlers this process has (a Lambda function its own; the local
+/// server all): route, bound the body, enforce the route's policy, run the handler, render.
 pub async fn dispatch(
     app: &Arc<App>,
     request: Request<HttpBody>,
     request_id: &str,
-    handler_for: &(dyn Fn(Function) -> Option<Handler> + Sync),
+    handlers: &[(Endpoint, Handler)],
 ) -> Response<HttpBody> {
     let started = Instant::now();
     let (parts, body) = request.into_parts();
@@ -121,28 +142,40 @@ pub async fn dispatch(
     let span = tracing::info_span!("request", request_id, method = %parts.method, route = template);
     let outcome = async {
         let matched = matched?;
-        let handler = handler_for(matched.route.function).ok_or(Error::NotFound)?;
+        // A route of another function: never reached behind the deployed routes.
+        let handler = handlers
+            .iter()
+            .find(|(endpoint, _)| *endpoint == matched.route.endpoint)
+            .map(|(_, handler)| *handler)
+            .ok_or(Error::NotFound)?;
         if parts.method == Method::OPTIONS {
             return Ok(Reply::Options {
                 allow: matched.route.allow_header(),
             });
         }
-        let limit = app.settings.max_body_bytes;
+        let limit = app.service.settings.max_body_bytes;
         if body.len() > limit {
             return Err(Error::PayloadTooLarge { limit });
         }
+        let principal = authorize(&app.service, matched.route.policy, &parts.headers).await?;
+        let client = client_ip::resolve(
+            parts.extensions.get::<client_ip::Peer>().copied(),
+            &parts.headers,
+            &app.service.settings.trusted_proxies,
+        );
         let call = Call {
             endpoint: matched.route.endpoint,
+            client,
             param: matched.param,
-            method: parts.method.clone(),
             headers: parts.headers,
             body: body.to_vec(),
+            principal,
         };
         handler(app.clone(), call).await
     }
     .instrument(span.clone())
     .await;
-    let response = response::render(outcome, &app.settings, origin.as_deref());
+    let response = response::render(outcome, &app.service.settings, origin.as_deref());
     span.in_scope(|| {
         tracing::info!(
             status = response.status().as_u16(),

@@ -4,7 +4,7 @@ use lambda_http::http::{Response, StatusCode};
 use serde_json::{json, Value};
 
 use super::HttpBody;
-use crate::config::Settings;
+use crate::settings::Settings;
 use crate::Error;
 
 /// What a handler answers on success.
@@ -145,7 +145,8 @@ pub fn render(
     let mut builder = Response::builder()
         .status(rendered.status)
         .header("cache-control", "no-store")
-        .header("x-content-type-options", "nosniff");
+        .header("x-content-type-options", "nosniff")
+        .header("strict-transport-security", "max-age=63072000");
     for (name, value) in rendered.headers {
         builder = builder.header(name, value);
     }

@@ -1,5 +1,6 @@
 //! The route table: the single truth for the local server, the Lambda functions, the infra
-//! checks and the tests.
+//! checks (template, OpenAPI security requirements) and the tests. Each route declares who may
+//! call it; [`super::dispatch`] enforces that before any handler runs.
 
 use crate::Error;
 
@@ -61,15 +62,47 @@ pub enum Param {
 impl Param {
     pub fn accepts(self, segment: &str) -> bool {
         match self {
-            Self::TotpCode => crate::totp::is_totp_code_shape(segment),
-            Self::EmergencyCode => crate::totp::is_emergency_code_shape(segment),
+            Self::TotpCode => crate::domain::totp::is_totp_code_shape(segment),
+            Self::EmergencyCode => crate::domain::totp::is_emergency_code_shape(segment),
         }
+    }
+}
+
+/// Who may call a route (docs/api.md#authentication). Checked by dispatch, in this order:
+/// 401 (token), then 403 (OTP gate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Policy {
+    /// The Authorization header is not looked at (login, as drf-jwt's obtain view).
+    Anonymous,
+    /// No token needed, but a token that is sent must be valid (as the original).
+    Public,
+    /// A valid token; the OTP gate does not apply.
+    Token,
+    /// A valid token, OTP-verified if the user has a confirmed TOTP device.
+    OtpVerified,
+}
+
+impl Policy {
+    /// The name the OpenAPI description gives it (`x-auth-policy`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Anonymous => "anonymous",
+            Self::Public => "public",
+            Self::Token => "token",
+            Self::OtpVerified => "otp-verified",
+        }
+    }
+
+    /// Whether the route needs a token at all (the OpenAPI security requirement).
+    pub fn needs_token(self) -> bool {
+        matches!(self, Self::Token | Self::OtpVerified)
     }
 }
 
 #[derive(Debug)]
 pub struct Route {
     pub endpoint: Endpoint,
+    pub policy: Policy,
     pub methods: &'static [&'static str],
     /// With trailing slash; `{code}` marks the parameter segment.
     pub template: &'static str,
@@ -78,12 +111,13 @@ pub struct Route {
 }
 
 macro_rules! route {
-    ($endpoint:ident, [$($m:literal),+], $template:literal, $function:ident) => {
-        route!($endpoint, [$($m),+], $template, $function, None)
+    ($endpoint:ident, $policy:ident, [$($m:literal),+], $template:literal, $function:ident) => {
+        route!($endpoint, $policy, [$($m),+], $template, $function, None)
     };
-    ($endpoint:ident, [$($m:literal),+], $template:literal, $function:ident, $param:expr) => {
+    ($endpoint:ident, $policy:ident, [$($m:literal),+], $template:literal, $function:ident, $param:expr) => {
         Route {
             endpoint: Endpoint::$endpoint,
+            policy: Policy::$policy,
             methods: &[$($m),+],
             template: $template,
             function: Function::$function,
@@ -93,46 +127,64 @@ macro_rules! route {
 }
 
 pub static ROUTES: &[Route] = &[
-    route!(UserCreate, ["POST"], "/api/user/create/", Accounts),
-    route!(UserView, ["GET"], "/api/user/view/", Accounts),
-    route!(UserLogoutAll, ["POST"], "/api/user/logout/all/", Accounts),
+    route!(UserCreate, Public, ["POST"], "/api/user/create/", Accounts),
+    route!(UserView, OtpVerified, ["GET"], "/api/user/view/", Accounts),
+    route!(
+        UserLogoutAll,
+        OtpVerified,
+        ["POST"],
+        "/api/user/logout/all/",
+        Accounts
+    ),
     route!(
         UserDelete,
+        OtpVerified,
         ["POST", "DELETE"],
         "/api/user/delete/",
         Accounts
     ),
     route!(
         PasswordChange,
+        OtpVerified,
         ["POST"],
         "/api/user/password/change/",
         Accounts
     ),
-    route!(Login, ["POST"], "/api/user/login/", Login),
+    route!(Login, Anonymous, ["POST"], "/api/user/login/", Login),
     route!(
         PasswordReset,
+        Public,
         ["POST"],
         "/api/user/password/reset/",
         PasswordReset
     ),
     route!(
         PasswordResetConfirm,
+        Public,
         ["POST"],
         "/api/user/password/reset/confirm/",
         PasswordReset
     ),
-    route!(TotpCreate, ["GET"], "/api/totp/create/", Totp),
+    route!(TotpCreate, Token, ["GET"], "/api/totp/create/", Totp),
     route!(
         TotpLogin,
+        Token,
         ["POST"],
         "/api/totp/login/{code}/",
         Totp,
         Some(Param::TotpCode)
     ),
-    route!(TotpDelete, ["POST"], "/api/totp/delete/", Totp),
-    route!(StaticCreate, ["GET"], "/api/static/create/", StaticCodes),
+    route!(TotpDelete, OtpVerified, ["POST"], "/api/totp/delete/", Totp),
+    route!(
+        StaticCreate,
+        OtpVerified,
+        ["GET"],
+        "/api/static/create/",
+        StaticCodes
+    ),
     route!(
         StaticLogin,
+        Token,
         ["POST", "GET"],
         "/api/static/login/{code}/",
         StaticCodes,
@@ -141,13 +193,6 @@ pub static ROUTES: &[Route] = &[
 ];
 
 impl Route {
-    pub fn get(endpoint: Endpoint) -> &'static Route {
-        ROUTES
-            .iter()
-            .find(|r| r.endpoint == endpoint)
-            .expect("every endpoint has a route")
-    }
-
     /// The `Allow` header: the route's methods and OPTIONS.
     pub fn allow_header(&self) -> String {
         let mut methods: Vec<&str> = self.methods.to_vec();

@@ -1,6 +1,8 @@
 //! The domain: what each endpoint does, in terms of the ports. Nothing here knows HTTP or AWS.
 
 pub mod accounts;
+pub mod limits;
+pub mod requests;
 pub mod reset;
 pub mod two_factor;
 
@@ -10,13 +12,14 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
-use crate::config::Settings;
+use crate::domain::keys::Keys;
+use crate::domain::password::PasswordHasher;
+use crate::domain::records::{User, UserId};
+use crate::domain::token::TokenIssuer;
 use crate::error::AuthFailure;
-use crate::keys::Keys;
 use crate::mail::Mailer;
-use crate::password::PasswordHasher;
-use crate::store::{Store, User, UserId};
-use crate::token::{Claims, TokenIssuer};
+use crate::settings::Settings;
+use crate::store::Store;
 use crate::Error;
 
 pub struct Service {
@@ -40,9 +43,6 @@ pub enum Gate {
 #[derive(Debug)]
 pub struct Principal {
     pub user: User,
-    pub claims: Claims,
-    /// The token names a live, confirmed device of this user.
-    pub otp_verified: bool,
 }
 
 /// A random opaque id: token generations and device ids.
@@ -85,11 +85,7 @@ impl Service {
         if gate == Gate::OtpVerified && user.confirmed_totp().is_some() && !otp_verified {
             return Err(Error::OtpRequired);
         }
-        Ok(Principal {
-            user,
-            claims,
-            otp_verified,
-        })
+        Ok(Principal { user })
     }
 
     pub fn issue_token(&self, user: &User, otp_device_id: Option<&str>) -> String {

@@ -4,9 +4,10 @@
 
 use subtle::ConstantTimeEq;
 
+use crate::domain::records::{Failures, StaticCodes, TotpDevice, User};
+use crate::domain::totp;
 use crate::error::AuthFailure;
-use crate::store::{Failures, StaticCodes, TotpAccept, TotpDevice, TotpInsert, User};
-use crate::totp;
+use crate::store::{TotpAccept, TotpInsert};
 use crate::Error;
 
 use super::{random_id, Principal, Service};

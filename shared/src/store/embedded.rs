@@ -9,33 +9,66 @@ use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Created, Failures, NewUser, PasswordUpdate, StaticCodes, Store, StoreError, StoreResult,
-    TotpAccept, TotpDevice, TotpInsert, User, UserId,
+    CounterKey, CounterWrite, Created, PasswordUpdate, Store, StoreError, StoreResult, TotpAccept,
+    TotpInsert,
 };
+use crate::domain::records::NewUser;
+use crate::domain::records::{Failures, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::throttle::Counter;
 
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const THROTTLES: TableDefinition<&str, &[u8]> = TableDefinition::new("throttles");
+/// Abuse-limit counters under `<partition>|<sort>` of their [`CounterKey`].
+const COUNTER_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("counters_v2");
 
 #[derive(Serialize, Deserialize)]
-struct LoginFailures {
-    failures: Failures,
+struct CounterRecord {
+    counter: Counter,
     expires_at: i64,
 }
 
-/// The login failures recorded under `key`, unless the record has expired by `now`.
-fn live_login_failures(
-    throttles: &impl ReadableTable<&'static str, &'static [u8]>,
-    key: &str,
+fn counter_key(key: &CounterKey) -> String {
+    format!("{}|{}", key.partition(), key.sort())
+}
+
+/// A counter as stored: expired records read as the default but keep their version, so a swap
+/// still names what is there.
+fn read_counter(
+    table: &impl ReadableTable<&'static str, &'static [u8]>,
+    key: &CounterKey,
     now: i64,
-) -> StoreResult<Option<Failures>> {
-    let Some(value) = throttles.get(key).map_err(unavailable)? else {
-        return Ok(None);
+) -> StoreResult<Counter> {
+    let Some(value) = table.get(counter_key(key).as_str()).map_err(unavailable)? else {
+        return Ok(Counter::default());
     };
-    let record: LoginFailures =
+    let record: CounterRecord =
         serde_json::from_slice(value.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    Ok((record.expires_at > now).then_some(record.failures))
+    Ok(match record.expires_at > now {
+        true => record.counter,
+        false => Counter {
+            version: record.counter.version,
+            ..Counter::default()
+        },
+    })
+}
+
+fn write_counters(tx: &WriteTransaction, writes: &[CounterWrite]) -> StoreResult<()> {
+    let mut table = tx.open_table(COUNTER_RECORDS).map_err(unavailable)?;
+    for write in writes {
+        let record = CounterRecord {
+            counter: write.counter,
+            expires_at: write.expires_at,
+        };
+        table
+            .insert(
+                counter_key(&write.key).as_str(),
+                encode(&record)?.as_slice(),
+            )
+            .map_err(unavailable)?;
+    }
+    Ok(())
 }
 
 #[derive(Clone)]
@@ -53,10 +86,6 @@ fn decode_user(bytes: &[u8]) -> StoreResult<User> {
 
 fn encode<T: Serialize>(value: &T) -> StoreResult<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| StoreError::Corrupt(e.to_string()))
-}
-
-fn login_key(email_norm: &str) -> String {
-    format!("LOGIN#{email_norm}")
 }
 
 fn reset_key(email_norm: &str) -> String {
@@ -90,6 +119,7 @@ impl EmbeddedStore {
         tx.open_table(EMAILS).map_err(unavailable)?;
         tx.open_table(COUNTERS).map_err(unavailable)?;
         tx.open_table(THROTTLES).map_err(unavailable)?;
+        tx.open_table(COUNTER_RECORDS).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -212,54 +242,63 @@ impl Store for EmbeddedStore {
     async fn login_lookup(
         &self,
         email_norm: &str,
+        counters: &[CounterKey],
         now: i64,
-    ) -> StoreResult<(Option<User>, Failures)> {
+    ) -> StoreResult<(Option<User>, Vec<Counter>)> {
         let email_norm = email_norm.to_owned();
+        let keys = counters.to_vec();
         self.read(move |tx| {
             let user = read_user_by_email(tx, &email_norm)?;
-            let throttles = tx.open_table(THROTTLES).map_err(unavailable)?;
-            let failures =
-                live_login_failures(&throttles, &login_key(&email_norm), now)?.unwrap_or_default();
-            Ok((user, failures))
+            let table = tx.open_table(COUNTER_RECORDS).map_err(unavailable)?;
+            let counters = keys
+                .iter()
+                .map(|key| read_counter(&table, key, now))
+                .collect::<StoreResult<_>>()?;
+            Ok((user, counters))
         })
         .await
     }
 
-    async fn record_login_failure(
-        &self,
-        email_norm: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<()> {
-        let key = login_key(email_norm);
+    async fn counters(&self, keys: &[CounterKey], now: i64) -> StoreResult<Vec<Counter>> {
+        let keys = keys.to_vec();
+        self.read(move |tx| {
+            let table = tx.open_table(COUNTER_RECORDS).map_err(unavailable)?;
+            keys.iter()
+                .map(|key| read_counter(&table, key, now))
+                .collect()
+        })
+        .await
+    }
+
+    async fn swap_counters(&self, writes: &[CounterWrite]) -> StoreResult<bool> {
+        let writes = writes.to_vec();
         self.write(move |tx| {
-            let mut throttles = tx.open_table(THROTTLES).map_err(unavailable)?;
-            // An expired record restarts the count, as on DynamoDB.
-            let count = live_login_failures(&throttles, &key, now)?.map_or(0, |f| f.count);
-            let record = LoginFailures {
-                failures: Failures {
-                    count: count + 1,
-                    last_at: now,
-                },
-                expires_at,
-            };
-            throttles
-                .insert(key.as_str(), encode(&record)?.as_slice())
-                .map_err(unavailable)?;
+            {
+                let table = tx.open_table(COUNTER_RECORDS).map_err(unavailable)?;
+                for write in writes.iter().filter(|w| w.conditional) {
+                    // The version stored, expired or not (i64::MIN: nothing expires).
+                    let stored = read_counter(&table, &write.key, i64::MIN)?.version;
+                    if stored + 1 != write.counter.version {
+                        return Ok((false, false));
+                    }
+                }
+            }
+            write_counters(tx, &writes)?;
+            Ok((true, true))
+        })
+        .await
+    }
+
+    async fn delete_counters(&self, keys: &[CounterKey]) -> StoreResult<()> {
+        let keys = keys.to_vec();
+        self.write(move |tx| {
+            let mut table = tx.open_table(COUNTER_RECORDS).map_err(unavailable)?;
+            for key in &keys {
+                table
+                    .remove(counter_key(key).as_str())
+                    .map_err(unavailable)?;
+            }
             Ok(((), true))
-        })
-        .await
-    }
-
-    async fn clear_login_failures(&self, email_norm: &str) -> StoreResult<()> {
-        let key = login_key(email_norm);
-        self.write(move |tx| {
-            let mut throttles = tx.open_table(THROTTLES).map_err(unavailable)?;
-            let removed = throttles
-                .remove(key.as_str())
-                .map_err(unavailable)?
-                .is_some();
-            Ok(((), removed))
         })
         .await
     }
@@ -326,6 +365,9 @@ impl Store for EmbeddedStore {
             }
             if let Some(at) = update.last_login {
                 user.last_login = Some(at);
+            }
+            if let (true, Some(device)) = (update.clear_totp_failures, user.totp.as_mut()) {
+                device.failures = Failures::default();
             }
             true
         })

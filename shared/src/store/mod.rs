@@ -6,119 +6,71 @@ pub mod dynamo;
 pub mod embedded;
 
 use async_trait::async_trait;
-use serde::{Deserialize, Serialize};
 
-/// A user's numeric id: positive, unique, never reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct UserId(pub u64);
+use crate::domain::records::{NewUser, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::throttle::Counter;
 
-impl std::fmt::Display for UserId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+/// Which abuse-limit counter (docs/data-model.md#abuse-limit-counters). Windows are the start of
+/// their fixed window (seconds since the epoch).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum CounterKey {
+    LoginAddressIp { email_norm: String, ip: String },
+    LoginAddress { email_norm: String },
+    LoginIp { ip: String, window: i64 },
+    PasswordProof { user: UserId },
+    SignUpIp { ip: String, window: i64 },
+    ResetIp { ip: String, window: i64 },
+    ResetMails { email_norm: String, window: i64 },
+}
+
+/// Keeps a key part within DynamoDB's key size whatever a client typed (an address is at most
+/// 254 characters, but a login may type anything): long parts are replaced by their SHA-256.
+fn bounded(part: &str) -> String {
+    use sha2::Digest;
+    if part.len() <= 512 {
+        return part.to_owned();
     }
+    let digest = sha2::Sha256::digest(part.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256:{hex}")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct User {
-    pub id: UserId,
-    /// As stored (domain part lowercased), and as answered to clients.
-    pub email: String,
-    /// Lowercased whole address: the uniqueness and login key.
-    pub email_norm: String,
-    pub password_hash: String,
-    /// The revocation generation every token must carry (SPEC §5).
-    pub token_gen: String,
-    pub last_login: Option<i64>,
-    pub created_at: i64,
-    pub totp: Option<TotpDevice>,
-    pub static_codes: Option<StaticCodes>,
-}
-
-impl User {
-    /// The user's confirmed TOTP device: its presence switches the OTP gate on.
-    pub fn confirmed_totp(&self) -> Option<&TotpDevice> {
-        self.totp.as_ref().filter(|d| d.confirmed)
-    }
-
-    /// Whether `device_id` (a token's `otp_device_id`) names a live, confirmed device of this user.
-    pub fn has_verified_device(&self, device_id: &str) -> bool {
-        let totp = self
-            .confirmed_totp()
-            .is_some_and(|d| d.device_id == device_id);
-        let codes = self
-            .static_codes
-            .as_ref()
-            .is_some_and(|c| c.device_id == device_id);
-        totp || codes
-    }
-}
-
-/// Consecutive failures of a throttled secret and when the last one happened.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Failures {
-    pub count: u32,
-    pub last_at: i64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TotpDevice {
-    /// The persistent id tokens carry as `otp_device_id` (django-otp style).
-    pub device_id: String,
-    pub secret: SealedSecret,
-    pub confirmed: bool,
-    /// Last accepted time step; a code for this step or an earlier one is a replay.
-    pub last_step: i64,
-    pub drift: i64,
-    pub failures: Failures,
-}
-
-/// A TOTP secret encrypted at rest: which key sealed it, and nonce || ciphertext.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SealedSecret {
-    pub key_version: u32,
-    pub sealed: Vec<u8>,
-}
-
-impl std::fmt::Debug for SealedSecret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SealedSecret(v{}, ..)", self.key_version)
-    }
-}
-
-/// The emergency-code device: keyed hashes of the unused codes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StaticCodes {
-    pub device_id: String,
-    /// Hex HMACs of the unused codes. May be empty once all are used.
-    pub hashes: Vec<String>,
-    pub failures: Failures,
-}
-
-/// What a new user is created with; the store assigns the id.
-#[derive(Debug, Clone)]
-pub struct NewUser {
-    pub email: String,
-    pub email_norm: String,
-    pub password_hash: String,
-    pub token_gen: String,
-    pub created_at: i64,
-}
-
-impl NewUser {
-    /// The stored user once an adapter has allocated its id: no login yet, no two-factor.
-    pub fn into_user(self, id: UserId) -> User {
-        User {
-            id,
-            email: self.email,
-            email_norm: self.email_norm,
-            password_hash: self.password_hash,
-            token_gen: self.token_gen,
-            last_login: None,
-            created_at: self.created_at,
-            totp: None,
-            static_codes: None,
+impl CounterKey {
+    /// The partition the counter lives in (the same layout on both stores).
+    pub fn partition(&self) -> String {
+        match self {
+            Self::LoginAddressIp { email_norm, .. }
+            | Self::LoginAddress { email_norm }
+            | Self::ResetMails { email_norm, .. } => format!("THROTTLE#{}", bounded(email_norm)),
+            Self::LoginIp { ip, .. } | Self::SignUpIp { ip, .. } | Self::ResetIp { ip, .. } => {
+                format!("IP#{ip}")
+            }
+            Self::PasswordProof { user } => format!("USER#{user}"),
         }
     }
+
+    pub fn sort(&self) -> String {
+        match self {
+            Self::LoginAddressIp { ip, .. } => format!("LOGIN#{ip}"),
+            Self::LoginAddress { .. } => "LOGIN".to_owned(),
+            Self::LoginIp { window, .. } => format!("LOGIN#{window}"),
+            Self::PasswordProof { .. } => "PROOF".to_owned(),
+            Self::SignUpIp { window, .. } => format!("CREATE#{window}"),
+            Self::ResetIp { window, .. } => format!("RESET#{window}"),
+            Self::ResetMails { window, .. } => format!("RESETMAILS#{window}"),
+        }
+    }
+}
+
+/// A counter to write, and when its record may be forgotten (the TTL).
+#[derive(Debug, Clone)]
+pub struct CounterWrite {
+    pub key: CounterKey,
+    pub counter: Counter,
+    pub expires_at: i64,
+    /// Written only if the stored version is still the one before `counter.version`; false:
+    /// written whatever is stored (a success resetting its scopes).
+    pub conditional: bool,
 }
 
 /// A password replacement, applied only if the hash is still the one the caller saw.
@@ -129,6 +81,8 @@ pub struct PasswordUpdate {
     /// Rotate the token generation too (ends every session).
     pub new_token_gen: Option<String>,
     pub last_login: Option<i64>,
+    /// Reset the TOTP failure count (a completed reset lifts the TOTP hard limit).
+    pub clear_totp_failures: bool,
 }
 
 /// A TOTP code accepted at `step`: applied only if the device is the one seen, its failure count
@@ -180,24 +134,24 @@ pub trait Store: Send + Sync + 'static {
 
     async fn user_by_email(&self, email_norm: &str) -> StoreResult<Option<User>>;
 
-    /// Login's read: the account (if any) and the address's failure record, in as few calls as
-    /// the store allows.
-    /// The account of an address (if any) and its login failures still alive at `now`.
+    /// Login's read: the account of an address (if any) and the counters of its limits, in as
+    /// few calls as the store allows. Counters answer in the order of `counters`; a missing
+    /// record, or one expired at `now`, reads as the default (keeping its version, if stored).
     async fn login_lookup(
         &self,
         email_norm: &str,
+        counters: &[CounterKey],
         now: i64,
-    ) -> StoreResult<(Option<User>, Failures)>;
+    ) -> StoreResult<(Option<User>, Vec<Counter>)>;
 
-    /// Counts one failed login for an address (account or not); the record expires at `expires_at`.
-    async fn record_login_failure(
-        &self,
-        email_norm: &str,
-        now: i64,
-        expires_at: i64,
-    ) -> StoreResult<()>;
+    /// Counters, as `login_lookup` reads them.
+    async fn counters(&self, keys: &[CounterKey], now: i64) -> StoreResult<Vec<Counter>>;
 
-    async fn clear_login_failures(&self, email_norm: &str) -> StoreResult<()>;
+    /// Writes every counter, all or none: false when a conditional one is no longer at the
+    /// version before the one it carries (another request counted first).
+    async fn swap_counters(&self, writes: &[CounterWrite]) -> StoreResult<bool>;
+
+    async fn delete_counters(&self, keys: &[CounterKey]) -> StoreResult<()>;
 
     /// Claims the right to send a reset mail to an address: true if no mail was sent in the last
     /// `window` seconds (and records `now`), false otherwise.
@@ -250,4 +204,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes the TOTP device and the emergency codes and rotates the token generation.
     async fn remove_two_factor(&self, id: UserId, new_gen: &str) -> StoreResult<bool>;
+}
+
+impl From<StoreError> for crate::Error {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(why) => Self::Unavailable(why),
+            StoreError::Corrupt(why) => Self::Internal(why),
+        }
+    }
 }

@@ -134,6 +134,7 @@ async fn twenty_concurrent_sign_ups_of_one_address_create_exactly_one_account() 
         .assert(200, json!({"id": id, "email": email}));
     let stored = server
         .app
+        .service
         .store
         .user_by_email(&email.to_lowercase())
         .await

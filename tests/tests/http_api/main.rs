@@ -3,6 +3,7 @@
 mod accounts;
 mod conventions;
 mod dynamodb_calls;
+mod limits;
 mod login;
 mod reset;
 mod support;

@@ -24,7 +24,7 @@ async fn a_password_can_be_reset_with_the_mailed_link() {
     let (uid, token) = reset_link_from_outbox(&server, &email).await;
     assert_eq!(
         uid,
-        auth::service::reset::encode_uid(auth::store::UserId(id))
+        auth::domain::reset_token::Uid(auth::domain::records::UserId(id)).encode()
     );
     assert_eq!(
         server

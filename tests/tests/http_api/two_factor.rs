@@ -183,6 +183,7 @@ async fn emergency_codes_are_stored_only_as_keyed_hashes() {
         serde_json::from_value(server.static_create(&token).await.json()).unwrap();
     let user = server
         .app
+        .service
         .store
         .user_by_email(&email)
         .await

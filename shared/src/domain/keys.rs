@@ -6,11 +6,72 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use hkdf::Hkdf;
 use hmac::{Hmac, Mac};
 use rand::RngCore;
-use secrecy::{ExposeSecret, SecretBox};
+use secrecy::{ExposeSecret, SecretBox, SecretString};
 use sha2::Sha256;
 
-use crate::config::Secrets;
-use crate::store::SealedSecret;
+use crate::domain::records::SealedSecret;
+
+/// A 256-bit AES key for TOTP secrets, with the version stored beside each ciphertext.
+pub struct VersionedKey {
+    pub version: u32,
+    pub key: SecretBox<[u8; 32]>,
+}
+
+/// The service's secrets, from configuration only. None of them ever lives in the database.
+pub struct Secrets {
+    /// Root of the JWT, reset-token and emergency-code keys (HKDF subkeys, one per purpose).
+    pub secret_key: SecretString,
+    /// The key that seals new TOTP secrets, then older keys still able to open old ones.
+    pub totp_keys: Vec<VersionedKey>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+pub const MIN_SECRET_KEY_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("must be at least {MIN_SECRET_KEY_BYTES} bytes")]
+    SecretKeyTooShort,
+    #[error("no TOTP encryption key")]
+    NoTotpKey,
+}
+
+impl Secrets {
+    pub fn new(secret_key: SecretString, totp_keys: Vec<VersionedKey>) -> Result<Self, KeyError> {
+        if secret_key.expose_secret().len() < MIN_SECRET_KEY_BYTES {
+            return Err(KeyError::SecretKeyTooShort);
+        }
+        if totp_keys.is_empty() {
+            return Err(KeyError::NoTotpKey);
+        }
+        Ok(Self {
+            secret_key,
+            totp_keys,
+        })
+    }
+
+    /// Fresh random secrets (tests).
+    pub fn generate() -> Self {
+        let mut root = [0u8; 48];
+        rand::rngs::OsRng.fill_bytes(&mut root);
+        let mut aes = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut aes);
+        let root: String = root.iter().map(|b| format!("{b:02x}")).collect();
+        Self::new(
+            SecretString::from(root),
+            vec![VersionedKey {
+                version: 1,
+                key: SecretBox::new(Box::new(aes)),
+            }],
+        )
+        .expect("generated secrets are valid")
+    }
+}
 
 pub type HmacSha256 = Hmac<Sha256>;
 

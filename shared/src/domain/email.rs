@@ -1,6 +1,8 @@
 //! Email addresses, parsed once: Django's `EmailValidator` rules (the original's), domain part
-//! lowercased on save as Django's `normalize_email` does, and a whole-address lowercase key for
-//! case-insensitive uniqueness and login (SPEC §2 FIX).
+//! lowercased on save as Django's `normalize_email` does, and an identity key for uniqueness,
+//! login and throttles: the address in Unicode NFC, its domain in IDNA ASCII, all lowercased, so
+//! case variants and look-alike encodings of one mailbox are one account
+//! (docs/api.md#users).
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -21,7 +23,7 @@ impl std::fmt::Debug for Email {
 impl Email {
     /// Parses an already-trimmed address. `None` when Django's validator would refuse it.
     pub fn parse(value: &str) -> Option<Self> {
-        if !is_valid(value) {
+        if value.chars().count() > MAX_EMAIL_CHARS || !is_valid(value) {
             return None;
         }
         let (local, domain) = value.rsplit_once('@')?;
@@ -42,9 +44,18 @@ impl Email {
 }
 
 /// The key an address is looked up by, for inputs that may not even be valid addresses (login
-/// and reset throttles are keyed by it whether or not an account exists).
+/// and reset throttles are keyed by it whether or not an account exists): NFC, the domain in
+/// IDNA ASCII where it has one, lowercased.
 pub fn normalize(value: &str) -> String {
-    value.to_lowercase()
+    let value = icu_normalizer::ComposingNormalizerBorrowed::new_nfc().normalize(value);
+    let key = match value.rsplit_once('@') {
+        Some((local, domain)) => match idna::domain_to_ascii(domain) {
+            Ok(ascii) if !ascii.is_empty() => format!("{local}@{ascii}"),
+            _ => value.into_owned(),
+        },
+        None => value.into_owned(),
+    };
+    key.to_lowercase()
 }
 
 /// Django 4.2 `EmailValidator.__call__`.
@@ -142,6 +153,23 @@ mod tests {
         let email = Email::parse("Alice.Smith@Example.COM").unwrap();
         assert_eq!(email.as_str(), "Alice.Smith@example.com");
         assert_eq!(email.normalized(), "alice.smith@example.com");
+    }
+
+    #[test]
+    fn look_alike_encodings_of_one_mailbox_share_one_key() {
+        let composed = Email::parse("Jose@b\u{fc}cher.de").unwrap();
+        let decomposed = Email::parse("jose@bu\u{308}cher.de").unwrap();
+        let punycode = Email::parse("JOSE@xn--bcher-kva.de").unwrap();
+        assert_eq!(composed.normalized(), "jose@xn--bcher-kva.de");
+        assert_eq!(decomposed.normalized(), composed.normalized());
+        assert_eq!(punycode.normalized(), composed.normalized());
+    }
+
+    #[test]
+    fn an_address_over_254_characters_is_not_an_address() {
+        let long = format!("{}@example.com", "a".repeat(243));
+        assert!(Email::parse(&long).is_none());
+        assert!(Email::parse(&long[1..]).is_some());
     }
 
     #[test]

@@ -1,31 +1,25 @@
 //! Wiring: builds the service from configuration, choosing adapters. Done once per process
 //! (Lambda init or local server start), never per request.
 
-use std::ops::Deref;
 use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{ConfigError, MailerKind, Mode, Secrets, Settings, StorageConfig};
-use crate::keys::Keys;
+use crate::domain::keys::{Keys, Secrets};
+use crate::domain::password::{self, PasswordHasher};
+use crate::domain::token::TokenIssuer;
 use crate::mail::outbox::Outbox;
 use crate::mail::ses::SesMailer;
 use crate::mail::Mailer;
-use crate::password::{self, PasswordHasher};
 use crate::service::Service;
+use crate::settings::{MailerKind, Mode, Settings, StorageConfig};
 use crate::store::dynamo::DynamoStore;
 use crate::store::embedded::EmbeddedStore;
 use crate::store::Store;
-use crate::token::TokenIssuer;
+use crate::wiring::config::{self, ConfigError};
 
+/// One process's service with its adapters, built once and shared by every request.
 pub struct App {
-    service: Service,
-}
-
-impl Deref for App {
-    type Target = Service;
-    fn deref(&self) -> &Service {
-        &self.service
-    }
+    pub service: Service,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +62,12 @@ impl App {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, StartupError> {
         let keys = Keys::derive(secrets);
-        let tokens = TokenIssuer::new(&keys.jwt, settings.token_lifetime_secs);
+        let tokens = TokenIssuer::new(
+            &keys.jwt,
+            settings.token_lifetime_secs,
+            &settings.jwt_issuer,
+            &settings.jwt_audience,
+        );
         let hasher =
             PasswordHasher::new(settings.argon2).map_err(|e| StartupError::Other(e.to_string()))?;
         password::warm_up();
@@ -87,8 +86,8 @@ impl App {
 
     /// Builds the app from the environment (README: Configuration).
     pub async fn from_env(mode: Mode) -> Result<Self, StartupError> {
-        let settings = Settings::from_env(mode)?;
-        let secrets = Secrets::from_env(&settings)?;
+        let settings = config::settings_from_env(mode)?;
+        let secrets = config::secrets_from_env(&settings)?;
         let needs_aws = matches!(settings.storage, StorageConfig::DynamoDb { .. })
             || settings.mailer == MailerKind::Ses;
         let aws = match needs_aws {

@@ -5,8 +5,8 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 use totp_rs::{Algorithm, TOTP};
 
-use crate::keys::MacKey;
-use crate::store::{Failures, UserId};
+use crate::domain::keys::MacKey;
+use crate::domain::records::{Failures, UserId};
 
 pub const STEP_SECS: i64 = 30;
 pub const DIGITS: usize = 6;

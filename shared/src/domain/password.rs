@@ -11,8 +11,11 @@ use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
 use tokio::sync::Semaphore;
 
-use crate::config::Argon2Cost;
+use crate::settings::Argon2Cost;
 use crate::Error;
+
+/// Longer passwords are refused before any hashing (docs/api.md#abuse-limits).
+pub const MAX_PASSWORD_CHARS: usize = 4096;
 
 /// A plaintext password from a request. `Debug` prints nothing of it.
 #[derive(Clone)]
@@ -251,7 +254,7 @@ fn quick_ratio(a: &[char], b: &[char]) -> f64 {
 fn common_passwords() -> &'static HashSet<&'static str> {
     static LIST: OnceLock<HashSet<&'static str>> = OnceLock::new();
     LIST.get_or_init(|| {
-        include_str!("../data/common-passwords.txt")
+        include_str!("../../data/common-passwords.txt")
             .lines()
             .map(str::trim)
             .filter(|l| !l.is_empty())

@@ -1,11 +1,11 @@
-//! Request bodies and fields with DRF's semantics and messages (SPEC §1): JSON objects or
+//! Request bodies and fields with DRF's semantics and messages (docs/api.md#conventions): JSON objects or
 //! form-encoded bodies; strings trimmed; every failing field reported at once.
 
 use serde_json::{Map, Value};
 
-use crate::email::{Email, MAX_EMAIL_CHARS};
+use crate::domain::email::Email;
+use crate::domain::password::{Password, MAX_PASSWORD_CHARS};
 use crate::error::FieldErrors;
-use crate::password::Password;
 use crate::Error;
 
 pub const REQUIRED: &str = "This field is required.";
@@ -96,35 +96,29 @@ impl Fields<'_> {
         Some(value)
     }
 
-    /// A password field: a string field whose value is wrapped at once so it cannot be printed.
+    /// A password field: a string field of at most 4096 characters (so nobody can make the
+    /// service hash megabytes), wrapped at once so it cannot be printed.
     pub fn password(&mut self, name: &str) -> Option<Password> {
-        self.string(name).map(Password::new)
+        let value = self.string(name)?;
+        if value.chars().count() > MAX_PASSWORD_CHARS {
+            let message =
+                format!("Ensure this field has no more than {MAX_PASSWORD_CHARS} characters.");
+            self.errors.add(name, message);
+            return None;
+        }
+        Some(Password::new(value))
     }
 
-    /// A required email field (DRF `EmailField` on a 254-character model field).
+    /// A required email field (DRF `EmailField`): any non-string, and any address Django's
+    /// validator refuses or longer than 254 characters, is "Enter a valid email address."
     pub fn email(&mut self, name: &str) -> Option<Email> {
-        let raw = self.email_text(name)?;
-        let mut ok = true;
-        if raw.chars().count() > MAX_EMAIL_CHARS {
-            self.errors.add(
-                name,
-                format!("Ensure this field has no more than {MAX_EMAIL_CHARS} characters."),
-            );
-            ok = false;
-        }
+        let raw = match self.body.0.get(name) {
+            None | Some(Value::Null) | Some(Value::String(_)) => self.string(name)?,
+            Some(_) => return self.fail(name, INVALID_EMAIL),
+        };
         match Email::parse(&raw) {
-            Some(email) if ok => Some(email),
-            Some(_) => None,
+            Some(email) => Some(email),
             None => self.fail(name, INVALID_EMAIL),
-        }
-    }
-
-    /// The text of an email field without validating it as an address (login looks up
-    /// whatever was typed, at the same cost either way). Non-strings are refused as SPEC §1 says.
-    pub fn email_text(&mut self, name: &str) -> Option<String> {
-        match self.body.0.get(name) {
-            None | Some(Value::Null) | Some(Value::String(_)) => self.string(name),
-            Some(_) => self.fail(name, INVALID_EMAIL),
         }
     }
 
@@ -132,21 +126,13 @@ impl Fields<'_> {
         self.errors.add(name, message);
     }
 
-    pub fn extend_errors(&mut self, name: &str, messages: Vec<String>) {
-        self.errors.extend(name, messages);
-    }
-
     pub fn has_errors(&self) -> bool {
         !self.errors.is_empty()
     }
 
-    /// The errors so far, for domain checks that add their own before answering.
+    /// The errors so far.
     pub fn into_errors(self) -> FieldErrors {
         self.errors
-    }
-
-    pub fn finish(self) -> Result<(), Error> {
-        self.errors.into_result()
     }
 
     fn fail<T>(&mut self, name: &str, message: &str) -> Option<T> {

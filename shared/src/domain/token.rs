@@ -4,9 +4,9 @@
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::keys::MacKey;
+use crate::domain::records::User;
 use crate::error::AuthFailure;
-use crate::keys::MacKey;
-use crate::store::User;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Claims {
@@ -19,6 +19,8 @@ pub struct Claims {
     pub otp_device_id: Option<String>,
     /// The user's token generation when this token was issued.
     pub tgen: String,
+    pub iss: String,
+    pub aud: String,
 }
 
 pub struct TokenIssuer {
@@ -26,19 +28,25 @@ pub struct TokenIssuer {
     decoding: DecodingKey,
     validation: Validation,
     lifetime_secs: i64,
+    issuer: String,
+    audience: String,
 }
 
 impl TokenIssuer {
-    pub fn new(key: &MacKey, lifetime_secs: i64) -> Self {
+    pub fn new(key: &MacKey, lifetime_secs: i64, issuer: &str, audience: &str) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         // Expiry is checked against the service's clock (a port), not jsonwebtoken's.
         validation.validate_exp = false;
-        validation.required_spec_claims = ["exp".to_string()].into_iter().collect();
+        validation.required_spec_claims = ["exp", "iss", "aud"].map(String::from).into();
+        validation.set_issuer(&[issuer]);
+        validation.set_audience(&[audience]);
         Self {
             encoding: EncodingKey::from_secret(key.bytes()),
             decoding: DecodingKey::from_secret(key.bytes()),
             validation,
             lifetime_secs,
+            issuer: issuer.to_owned(),
+            audience: audience.to_owned(),
         }
     }
 
@@ -50,12 +58,14 @@ impl TokenIssuer {
             iat: now,
             otp_device_id: otp_device_id.map(str::to_owned),
             tgen: user.token_gen.clone(),
+            iss: self.issuer.clone(),
+            aud: self.audience.clone(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding of plain claims cannot fail")
     }
 
-    /// Verifies signature, algorithm and expiry. No storage is touched: a forged token is
+    /// Verifies signature, algorithm, issuer, audience and expiry. No storage is touched: a forged token is
     /// refused here.
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, AuthFailure> {
         let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)

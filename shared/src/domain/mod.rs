@@ -1,0 +1,12 @@
+//! The domain's records and rules: pure types and functions, no storage, no HTTP. Hashing runs
+//! on blocking threads but touches nothing else.
+
+pub mod client_ip;
+pub mod email;
+pub mod keys;
+pub mod password;
+pub mod records;
+pub mod reset_token;
+pub mod throttle;
+pub mod token;
+pub mod totp;
