@@ -624,6 +624,8 @@ impl TestServer {
             )
             .expect("app"),
         );
+        // Its own client IP, as in-process: the gateway passes the TCP peer as `sourceIp`.
+        let source = random_loopback();
         Self {
             base: base.trim_end_matches('/').to_owned(),
             dynamo_calls: DynamoCalls::default(),
@@ -631,7 +633,7 @@ impl TestServer {
             app,
             outbox,
             dir,
-            client: Client::builder(hyper_util::rt::TokioExecutor::new()).build_http(),
+            client: Mutex::new((source, client_from(source))),
         }
     }
 }
