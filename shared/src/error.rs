@@ -119,6 +119,12 @@ pub enum Error {
     /// 403: the user has a confirmed TOTP device but the token was not OTP-verified.
     #[error("OTP verification required")]
     OtpRequired,
+    /// 403: a two-factor change needs a password proven within `REAUTH_SECONDS`.
+    #[error("recent password proof required")]
+    ReauthRequired,
+    /// 403: an activation link of an account that is active already (djoser's "stale").
+    #[error("stale token")]
+    StaleToken,
     /// 404: no route.
     #[error("not found")]
     NotFound,

@@ -63,7 +63,8 @@ pub struct Limits {
     pub login_known_ip_secs: i64,
     /// `current_password` failures (password change, delete) per user that cost nothing.
     pub password_proof_free: u32,
-    /// No backoff wait (login, password proof, one-time codes) is longer than this.
+    /// No login or password-proof wait is longer than this (TOTP and emergency codes keep
+    /// django-otp's own 15-minute cap).
     pub backoff_cap_secs: i64,
     pub signups_per_ip_per_hour: u32,
     pub reset_mail_interval_secs: i64,
@@ -101,6 +102,8 @@ pub struct Settings {
     pub jwt_issuer: String,
     pub jwt_audience: String,
     pub logout_on_password_change: bool,
+    /// Mail the owner a notice of security changes (docs/api.md#security-events).
+    pub notify_security_events: bool,
     pub password_reset_timeout_secs: i64,
     /// Both reset paths (known and unknown address) answer no sooner than this after the
     /// request arrived, so the mail send cannot be told apart by timing.
@@ -116,6 +119,20 @@ pub struct Settings {
     pub trusted_proxies: Vec<Cidr>,
     pub argon2: Argon2Cost,
     pub limits: Limits,
+    /// No token or refresh lives past this long after its password proof.
+    pub session_max_secs: i64,
+    /// Two-factor changes need a password proven this recently.
+    pub reauth_secs: i64,
+    /// A lost-authenticator recovery waits this long before it removes the device.
+    pub recovery_delay_secs: i64,
+    /// Recovery and activation links expire after this long.
+    pub link_lifetime_secs: i64,
+    /// No recovery can start this soon after a completed reset.
+    pub recovery_after_reset_secs: i64,
+    pub recovery_url_template: String,
+    /// djoser's `SEND_ACTIVATION_EMAIL`: new accounts wait for a mailed activation link.
+    pub send_activation_email: bool,
+    pub activation_url_template: String,
 }
 
 impl Settings {
@@ -132,6 +149,7 @@ impl Settings {
             jwt_issuer: "Accounts".into(),
             jwt_audience: "accounts".into(),
             logout_on_password_change: false,
+            notify_security_events: true,
             password_reset_timeout_secs: 86_400,
             reset_min_duration_ms: 250,
             site_name: "Accounts".into(),
@@ -144,6 +162,14 @@ impl Settings {
             trusted_proxies: Vec::new(),
             argon2: Argon2Cost::default(),
             limits: Limits::default(),
+            session_max_secs: 30 * 24 * 3600,
+            reauth_secs: 300,
+            recovery_delay_secs: 72 * 3600,
+            link_lifetime_secs: 24 * 3600,
+            recovery_after_reset_secs: 7 * 24 * 3600,
+            recovery_url_template: "{frontend_url}/totp/recovery/{uid}/{token}".into(),
+            send_activation_email: false,
+            activation_url_template: "{frontend_url}/activate/{uid}/{token}".into(),
         }
     }
 }

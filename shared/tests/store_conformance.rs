@@ -7,6 +7,8 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use auth::domain::events::{QueueItem, QueueKind, SecurityEvent, TrailEvent};
+use auth::domain::records::Recovery;
 use auth::domain::records::{
     Failures, NewUser, SealedSecret, StaticCodes, TotpDevice, User, UserId,
 };
@@ -14,7 +16,8 @@ use auth::domain::throttle::Counter;
 use auth::store::dynamo::DynamoStore;
 use auth::store::embedded::EmbeddedStore;
 use auth::store::{
-    CounterKey, CounterWrite, Created, PasswordUpdate, Store, TotpAccept, TotpInsert,
+    Claim, CounterKey, CounterWrite, Created, Effects, PasswordUpdate, Store, TotpAccept,
+    TotpInsert,
 };
 use tokio::sync::Barrier;
 
@@ -106,6 +109,9 @@ conformance!(
     remove_two_factor_removes_device_and_codes_and_rotates_the_generation,
     operations_on_a_missing_user_answer_false_none_or_user_gone,
     an_expired_counter_reads_as_default_but_keeps_its_version,
+    a_change_and_its_effects_are_written_together_or_not_at_all,
+    a_queued_item_is_claimed_by_one_delivery_at_a_time_and_removed_once,
+    recovery_and_activation_writes_are_conditional,
 );
 
 // ---------------------------------------------------------------------------------------------
@@ -127,11 +133,16 @@ fn new_user(email: &str) -> NewUser {
         password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1${}", random_hex(16)),
         token_gen: random_hex(16),
         created_at: T0,
+        pending: false,
     }
 }
 
 async fn create(store: &Shared, email: &str) -> User {
-    match store.create_user(new_user(email)).await.expect("create") {
+    match store
+        .create_user(new_user(email), &Effects::none())
+        .await
+        .expect("create")
+    {
         Created::User(user) => *user,
         Created::EmailTaken => panic!("{email} unexpectedly taken"),
     }
@@ -182,7 +193,7 @@ async fn two_factor_user(store: &Shared, email: &str, codes: &[String]) -> User 
         .expect("insert device");
     assert!(matches!(inserted, TotpInsert::Inserted));
     assert!(store
-        .accept_totp(user.id, accept("totp-1", 0, 1_000, 0))
+        .accept_totp(user.id, accept("totp-1", 0, 1_000, 0), &Effects::none())
         .await
         .expect("confirm"));
     let codes = StaticCodes {
@@ -191,7 +202,7 @@ async fn two_factor_user(store: &Shared, email: &str, codes: &[String]) -> User 
         failures: Failures::default(),
     };
     assert!(store
-        .replace_static_codes(user.id, "totp-1", codes)
+        .replace_static_codes(user.id, "totp-1", codes, &Effects::none())
         .await
         .expect("store codes"));
     read(store, user.id).await
@@ -255,7 +266,10 @@ async fn ids_are_increasing_and_never_reused_after_delete(store: Shared) {
         Some(a.clone())
     );
 
-    assert!(store.delete_user(&b, &b.token_gen).await.unwrap());
+    assert!(store
+        .delete_user(&b, &b.token_gen, &Effects::none())
+        .await
+        .unwrap());
     let c = create(&store, "bob@example.com").await;
     assert!(c.id > b.id, "{} reused after {} was deleted", c.id, b.id);
     let d = create(&store, "carol@example.com").await;
@@ -272,7 +286,12 @@ async fn an_email_is_claimed_once_even_by_20_concurrent_creates(store: Shared) {
             0 => "Race@Example.com",
             _ => "race@example.com",
         };
-        async move { store.create_user(new_user(email)).await.expect("create") }
+        async move {
+            store
+                .create_user(new_user(email), &Effects::none())
+                .await
+                .expect("create")
+        }
     })
     .await;
     let winners: Vec<User> = outcomes
@@ -309,17 +328,26 @@ async fn an_email_is_claimed_once_even_by_20_concurrent_creates(store: Shared) {
 async fn delete_requires_the_seen_token_generation_and_frees_the_email(store: Shared) {
     let user = create(&store, "dora@example.com").await;
     assert!(!store
-        .delete_user(&user, "not-the-generation")
+        .delete_user(&user, "not-the-generation", &Effects::none())
         .await
         .unwrap());
     assert_eq!(store.user(user.id).await.unwrap(), Some(user.clone()));
 
     // A logout-everywhere in between makes the generation the caller saw stale.
-    assert!(store.rotate_token_gen(user.id, "gen-2").await.unwrap());
-    assert!(!store.delete_user(&user, &user.token_gen).await.unwrap());
+    assert!(store
+        .rotate_token_gen(user.id, "gen-2", &Effects::none())
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_user(&user, &user.token_gen, &Effects::none())
+        .await
+        .unwrap());
     assert_eq!(read(&store, user.id).await.token_gen, "gen-2");
 
-    assert!(store.delete_user(&user, "gen-2").await.unwrap());
+    assert!(store
+        .delete_user(&user, "gen-2", &Effects::none())
+        .await
+        .unwrap());
     assert_eq!(store.user(user.id).await.unwrap(), None);
     assert_eq!(store.user_by_email("dora@example.com").await.unwrap(), None);
     let (found, _) = store
@@ -328,7 +356,10 @@ async fn delete_requires_the_seen_token_generation_and_frees_the_email(store: Sh
         .unwrap();
     assert_eq!(found, None);
     assert!(
-        !store.delete_user(&user, "gen-2").await.unwrap(),
+        !store
+            .delete_user(&user, "gen-2", &Effects::none())
+            .await
+            .unwrap(),
         "deletes once"
     );
 
@@ -346,6 +377,8 @@ async fn update_password_is_conditional_on_the_seen_hash(store: Shared) {
     let update =
         |expected: &str, new: &str, gen: Option<&str>, login: Option<i64>| PasswordUpdate {
             clear_totp_failures: false,
+            reset_at: None,
+            recovery: None,
             expected_hash: expected.to_owned(),
             new_hash: new.to_owned(),
             new_token_gen: gen.map(str::to_owned),
@@ -353,11 +386,17 @@ async fn update_password_is_conditional_on_the_seen_hash(store: Shared) {
         };
 
     let refused = update("not-the-hash", "h-x", Some("gen-x"), Some(1));
-    assert!(!store.update_password(user.id, refused).await.unwrap());
+    assert!(!store
+        .update_password(user.id, refused, &Effects::none())
+        .await
+        .unwrap());
     assert_eq!(read(&store, user.id).await, user);
 
     let reset = update(&user.password_hash, "h-2", Some("gen-2"), Some(T0 + 5));
-    assert!(store.update_password(user.id, reset).await.unwrap());
+    assert!(store
+        .update_password(user.id, reset, &Effects::none())
+        .await
+        .unwrap());
     let after = read(&store, user.id).await;
     assert_eq!(
         (
@@ -369,11 +408,14 @@ async fn update_password_is_conditional_on_the_seen_hash(store: Shared) {
     );
     // The same reset again: its hash is gone, so it is single use.
     let replay = update(&user.password_hash, "h-3", None, None);
-    assert!(!store.update_password(user.id, replay).await.unwrap());
+    assert!(!store
+        .update_password(user.id, replay, &Effects::none())
+        .await
+        .unwrap());
 
     // A rehash touches only the hash.
     assert!(store
-        .update_password(user.id, update("h-2", "h-3", None, None))
+        .update_password(user.id, update("h-2", "h-3", None, None), &Effects::none())
         .await
         .unwrap());
     let after = read(&store, user.id).await;
@@ -390,7 +432,12 @@ async fn update_password_is_conditional_on_the_seen_hash(store: Shared) {
     let results = concurrently(10, |i| {
         let store = store.clone();
         let change = update("h-3", &format!("race-{i}"), Some(&format!("gen-{i}")), None);
-        async move { store.update_password(user.id, change).await.unwrap() }
+        async move {
+            store
+                .update_password(user.id, change, &Effects::none())
+                .await
+                .unwrap()
+        }
     })
     .await;
     assert_eq!(count_true(&results), 1, "{results:?}");
@@ -434,7 +481,7 @@ async fn login_lookup_reads_the_account_and_its_counters_in_order(store: Shared)
 
     let frank = create(&store, &email).await;
     assert!(store
-        .swap_counters(&[counter_write(&keys[1], 7, 1, now + 60)])
+        .swap_counters(&[counter_write(&keys[1], 7, 1, now + 60)], &Effects::none())
         .await
         .unwrap());
     let (user, counters) = store.login_lookup(&email, &keys, now).await.unwrap();
@@ -453,7 +500,10 @@ async fn twenty_concurrent_swaps_of_one_counter_version_let_exactly_one_win(stor
         let (store, key) = (store.clone(), key.clone());
         async move {
             store
-                .swap_counters(&[counter_write(&key, i as u32 + 1, 1, now + 60)])
+                .swap_counters(
+                    &[counter_write(&key, i as u32 + 1, 1, now + 60)],
+                    &Effects::none(),
+                )
                 .await
                 .unwrap()
         }
@@ -469,16 +519,19 @@ async fn twenty_concurrent_swaps_of_one_counter_version_let_exactly_one_win(stor
 
     // A stale version loses; the next one wins; an unconditional write always lands.
     assert!(!store
-        .swap_counters(&[counter_write(&key, 9, 1, now + 60)])
+        .swap_counters(&[counter_write(&key, 9, 1, now + 60)], &Effects::none())
         .await
         .unwrap());
     assert!(store
-        .swap_counters(&[counter_write(&key, 9, 2, now + 60)])
+        .swap_counters(&[counter_write(&key, 9, 2, now + 60)], &Effects::none())
         .await
         .unwrap());
     let mut reset = counter_write(&key, 0, 40, now + 60);
     reset.conditional = false;
-    assert!(store.swap_counters(&[reset]).await.unwrap());
+    assert!(store
+        .swap_counters(&[reset], &Effects::none())
+        .await
+        .unwrap());
     let stored = store
         .counters(std::slice::from_ref(&key), now)
         .await
@@ -498,15 +551,18 @@ async fn a_swap_of_several_counters_is_all_or_none(store: Shared) {
         window: now - now % 3600,
     };
     assert!(store
-        .swap_counters(&[counter_write(&two, 1, 1, now + 60)])
+        .swap_counters(&[counter_write(&two, 1, 1, now + 60)], &Effects::none())
         .await
         .unwrap());
     // `two` is at version 1, not 0: neither is written.
     assert!(!store
-        .swap_counters(&[
-            counter_write(&one, 1, 1, now + 60),
-            counter_write(&two, 1, 1, now + 60),
-        ])
+        .swap_counters(
+            &[
+                counter_write(&one, 1, 1, now + 60),
+                counter_write(&two, 1, 1, now + 60),
+            ],
+            &Effects::none()
+        )
         .await
         .unwrap());
     let stored = store
@@ -616,7 +672,7 @@ async fn accept_totp_refuses_a_replayed_or_earlier_step_and_a_stale_failure_coun
         .unwrap();
 
     assert!(store
-        .accept_totp(user.id, accept("totp-1", 0, 100, 1))
+        .accept_totp(user.id, accept("totp-1", 0, 100, 1), &Effects::none())
         .await
         .unwrap());
     let device_now = read(&store, user.id).await.totp.unwrap();
@@ -636,7 +692,10 @@ async fn accept_totp_refuses_a_replayed_or_earlier_step_and_a_stale_failure_coun
         accept("totp-1", 0, 99, 0),
         accept("totp-other", 0, 101, 0),
     ] {
-        assert!(!store.accept_totp(user.id, refused).await.unwrap());
+        assert!(!store
+            .accept_totp(user.id, refused, &Effects::none())
+            .await
+            .unwrap());
     }
     assert_eq!(read(&store, user.id).await.totp.unwrap(), device_now);
 
@@ -663,11 +722,11 @@ async fn accept_totp_refuses_a_replayed_or_earlier_step_and_a_stale_failure_coun
 
     // Accepting against a stale failure count is refused; against the current one it resets it.
     assert!(!store
-        .accept_totp(user.id, accept("totp-1", 0, 101, 0))
+        .accept_totp(user.id, accept("totp-1", 0, 101, 0), &Effects::none())
         .await
         .unwrap());
     assert!(store
-        .accept_totp(user.id, accept("totp-1", 1, 101, -1))
+        .accept_totp(user.id, accept("totp-1", 1, 101, -1), &Effects::none())
         .await
         .unwrap());
     let device_now = read(&store, user.id).await.totp.unwrap();
@@ -681,7 +740,7 @@ async fn accept_totp_refuses_a_replayed_or_earlier_step_and_a_stale_failure_coun
         let store = store.clone();
         async move {
             store
-                .accept_totp(user.id, accept("totp-1", 0, 102, 0))
+                .accept_totp(user.id, accept("totp-1", 0, 102, 0), &Effects::none())
                 .await
                 .unwrap()
         }
@@ -696,7 +755,12 @@ async fn ten_concurrent_consumes_of_one_code_let_exactly_one_win(store: Shared) 
     let code = codes[2].clone();
     let results = concurrently(10, |_| {
         let (store, code) = (store.clone(), code.clone());
-        async move { store.consume_static_code(user.id, &code, 0).await.unwrap() }
+        async move {
+            store
+                .consume_static_code(user.id, &code, 0, &Effects::none())
+                .await
+                .unwrap()
+        }
     })
     .await;
     assert_eq!(count_true(&results), 1, "{results:?}");
@@ -731,17 +795,17 @@ async fn consuming_a_code_resets_code_and_totp_failures(store: Shared) {
 
     // A stale failure count, an unknown code: refused, nothing changes.
     assert!(!store
-        .consume_static_code(user.id, &codes[0], 0)
+        .consume_static_code(user.id, &codes[0], 0, &Effects::none())
         .await
         .unwrap());
     assert!(!store
-        .consume_static_code(user.id, &random_hex(32), 1)
+        .consume_static_code(user.id, &random_hex(32), 1, &Effects::none())
         .await
         .unwrap());
     assert_eq!(read(&store, user.id).await, before);
 
     assert!(store
-        .consume_static_code(user.id, &codes[0], 1)
+        .consume_static_code(user.id, &codes[0], 1, &Effects::none())
         .await
         .unwrap());
     let after = read(&store, user.id).await;
@@ -751,7 +815,7 @@ async fn consuming_a_code_resets_code_and_totp_failures(store: Shared) {
     assert_eq!(sorted(static_codes.hashes), sorted(codes[1..].to_vec()));
     assert!(
         !store
-            .consume_static_code(user.id, &codes[0], 0)
+            .consume_static_code(user.id, &codes[0], 0, &Effects::none())
             .await
             .unwrap(),
         "a code is single use"
@@ -759,7 +823,10 @@ async fn consuming_a_code_resets_code_and_totp_failures(store: Shared) {
 
     // Using up every code leaves the device, empty.
     for code in &codes[1..] {
-        assert!(store.consume_static_code(user.id, code, 0).await.unwrap());
+        assert!(store
+            .consume_static_code(user.id, code, 0, &Effects::none())
+            .await
+            .unwrap());
     }
     let emptied = read(&store, user.id).await.static_codes.unwrap();
     assert_eq!(
@@ -771,7 +838,7 @@ async fn consuming_a_code_resets_code_and_totp_failures(store: Shared) {
         }
     );
     assert!(!store
-        .consume_static_code(user.id, &codes[1], 0)
+        .consume_static_code(user.id, &codes[1], 0, &Effects::none())
         .await
         .unwrap());
     assert!(store
@@ -788,7 +855,7 @@ async fn emergency_codes_need_the_confirmed_totp_device(store: Shared) {
         failures: Failures { count, last_at: 0 },
     };
     assert!(!store
-        .replace_static_codes(user.id, "totp-1", codes(hashes(6), 0))
+        .replace_static_codes(user.id, "totp-1", codes(hashes(6), 0), &Effects::none())
         .await
         .unwrap());
     assert!(!store.record_static_failure(user.id, 0, T0).await.unwrap());
@@ -798,23 +865,23 @@ async fn emergency_codes_need_the_confirmed_totp_device(store: Shared) {
         .unwrap();
     assert!(
         !store
-            .replace_static_codes(user.id, "totp-1", codes(hashes(6), 0))
+            .replace_static_codes(user.id, "totp-1", codes(hashes(6), 0), &Effects::none())
             .await
             .unwrap(),
         "the device is not confirmed yet"
     );
     assert!(store
-        .accept_totp(user.id, accept("totp-1", 0, 5, 0))
+        .accept_totp(user.id, accept("totp-1", 0, 5, 0), &Effects::none())
         .await
         .unwrap());
     assert!(!store
-        .replace_static_codes(user.id, "totp-other", codes(hashes(6), 0))
+        .replace_static_codes(user.id, "totp-other", codes(hashes(6), 0), &Effects::none())
         .await
         .unwrap());
 
     let first = hashes(6);
     assert!(store
-        .replace_static_codes(user.id, "totp-1", codes(first.clone(), 0))
+        .replace_static_codes(user.id, "totp-1", codes(first.clone(), 0), &Effects::none())
         .await
         .unwrap());
     let stored = read(&store, user.id).await.static_codes.unwrap();
@@ -823,14 +890,19 @@ async fn emergency_codes_need_the_confirmed_totp_device(store: Shared) {
     // Replacing replaces everything, failures included; an empty set of codes is kept as such.
     let second = hashes(6);
     assert!(store
-        .replace_static_codes(user.id, "totp-1", codes(second.clone(), 2))
+        .replace_static_codes(
+            user.id,
+            "totp-1",
+            codes(second.clone(), 2),
+            &Effects::none()
+        )
         .await
         .unwrap());
     let stored = read(&store, user.id).await.static_codes.unwrap();
     assert_eq!(sorted(stored.hashes), sorted(second));
     assert_eq!(stored.failures.count, 2);
     assert!(store
-        .replace_static_codes(user.id, "totp-1", codes(Vec::new(), 0))
+        .replace_static_codes(user.id, "totp-1", codes(Vec::new(), 0), &Effects::none())
         .await
         .unwrap());
     assert_eq!(
@@ -842,7 +914,10 @@ async fn emergency_codes_need_the_confirmed_totp_device(store: Shared) {
 async fn remove_two_factor_removes_device_and_codes_and_rotates_the_generation(store: Shared) {
     let user = two_factor_user(&store, "olga@example.com", &hashes(6)).await;
     assert!(user.totp.is_some() && user.static_codes.is_some());
-    assert!(store.remove_two_factor(user.id, "gen-new").await.unwrap());
+    assert!(store
+        .remove_two_factor(user.id, "gen-new", &Effects::none())
+        .await
+        .unwrap());
     assert_eq!(
         read(&store, user.id).await,
         User {
@@ -853,7 +928,10 @@ async fn remove_two_factor_removes_device_and_codes_and_rotates_the_generation(s
         }
     );
     // Without a device it still rotates the generation.
-    assert!(store.remove_two_factor(user.id, "gen-3").await.unwrap());
+    assert!(store
+        .remove_two_factor(user.id, "gen-3", &Effects::none())
+        .await
+        .unwrap());
     assert_eq!(read(&store, user.id).await.token_gen, "gen-3");
     // And a new device can be set up afterwards.
     let inserted = store
@@ -866,7 +944,7 @@ async fn remove_two_factor_removes_device_and_codes_and_rotates_the_generation(s
 async fn operations_on_a_missing_user_answer_false_none_or_user_gone(store: Shared) {
     let deleted = create(&store, "pat@example.com").await;
     assert!(store
-        .delete_user(&deleted, &deleted.token_gen)
+        .delete_user(&deleted, &deleted.token_gen, &Effects::none())
         .await
         .unwrap());
     let never = User {
@@ -879,23 +957,34 @@ async fn operations_on_a_missing_user_answer_false_none_or_user_gone(store: Shar
         let id = user.id;
         assert_eq!(store.user(id).await.unwrap(), None);
         assert_eq!(store.user_by_email(&user.email_norm).await.unwrap(), None);
-        assert!(!store.rotate_token_gen(id, "gen").await.unwrap());
-        assert!(!store.delete_user(&user, &user.token_gen).await.unwrap());
+        assert!(!store
+            .rotate_token_gen(id, "gen", &Effects::none())
+            .await
+            .unwrap());
+        assert!(!store
+            .delete_user(&user, &user.token_gen, &Effects::none())
+            .await
+            .unwrap());
         let update = PasswordUpdate {
             expected_hash: user.password_hash.clone(),
             new_hash: "h".to_owned(),
             new_token_gen: Some("gen".to_owned()),
             last_login: Some(T0),
             clear_totp_failures: true,
+            reset_at: None,
+            recovery: None,
         };
-        assert!(!store.update_password(id, update).await.unwrap());
+        assert!(!store
+            .update_password(id, update, &Effects::none())
+            .await
+            .unwrap());
         let inserted = store
             .insert_totp_device(id, device("totp-1"))
             .await
             .unwrap();
         assert!(matches!(inserted, TotpInsert::UserGone), "{inserted:?}");
         assert!(!store
-            .accept_totp(id, accept("totp-1", 0, 10, 0))
+            .accept_totp(id, accept("totp-1", 0, 10, 0), &Effects::none())
             .await
             .unwrap());
         assert!(!store
@@ -908,12 +997,18 @@ async fn operations_on_a_missing_user_answer_false_none_or_user_gone(store: Shar
             failures: Failures::default(),
         };
         assert!(!store
-            .replace_static_codes(id, "totp-1", codes)
+            .replace_static_codes(id, "totp-1", codes, &Effects::none())
             .await
             .unwrap());
-        assert!(!store.consume_static_code(id, "h", 0).await.unwrap());
+        assert!(!store
+            .consume_static_code(id, "h", 0, &Effects::none())
+            .await
+            .unwrap());
         assert!(!store.record_static_failure(id, 0, T0).await.unwrap());
-        assert!(!store.remove_two_factor(id, "gen").await.unwrap());
+        assert!(!store
+            .remove_two_factor(id, "gen", &Effects::none())
+            .await
+            .unwrap());
         // None of these brought the user back.
         assert_eq!(store.user(id).await.unwrap(), None);
     }
@@ -929,7 +1024,7 @@ async fn an_expired_counter_reads_as_default_but_keeps_its_version(store: Shared
         user: UserId(900_000 + u64::from(rand_byte())),
     };
     assert!(store
-        .swap_counters(&[counter_write(&key, 3, 1, now - 1)])
+        .swap_counters(&[counter_write(&key, 3, 1, now - 1)], &Effects::none())
         .await
         .unwrap());
     let stored = store
@@ -946,11 +1041,176 @@ async fn an_expired_counter_reads_as_default_but_keeps_its_version(store: Shared
     );
     // It is replaced by naming the version it still has.
     assert!(!store
-        .swap_counters(&[counter_write(&key, 1, 1, now + 60)])
+        .swap_counters(&[counter_write(&key, 1, 1, now + 60)], &Effects::none())
         .await
         .unwrap());
     assert!(store
-        .swap_counters(&[counter_write(&key, 1, 2, now + 60)])
+        .swap_counters(&[counter_write(&key, 1, 2, now + 60)], &Effects::none())
         .await
         .unwrap());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security events, the mail queue, recovery and activation.
+
+fn trail_event(user: UserId, at: i64) -> TrailEvent {
+    TrailEvent {
+        user,
+        event: SecurityEvent::PasswordChanged,
+        at,
+        ip: "192.0.2.1".to_owned(),
+        user_agent: "test".to_owned(),
+        id: random_hex(8),
+        count: None,
+    }
+}
+
+fn queued(user: UserId, to: &str) -> QueueItem {
+    QueueItem {
+        id: format!("{T0:012}#{}", random_hex(8)),
+        user,
+        to: to.to_owned(),
+        kind: QueueKind::PasswordReset,
+    }
+}
+
+async fn a_change_and_its_effects_are_written_together_or_not_at_all(store: Shared) {
+    let user = create(&store, "effects@example.com").await;
+    let effects = Effects {
+        events: vec![trail_event(user.id, T0)],
+        mail: vec![queued(user.id, &user.email)],
+    };
+    let update = |expected: &str| PasswordUpdate {
+        expected_hash: expected.to_owned(),
+        new_hash: "new-hash".to_owned(),
+        new_token_gen: None,
+        last_login: None,
+        clear_totp_failures: false,
+        reset_at: None,
+        recovery: None,
+    };
+    // The change's condition fails: neither it nor its event nor its mail is written.
+    assert!(!store
+        .update_password(user.id, update("not-the-hash"), &effects)
+        .await
+        .unwrap());
+    assert!(store.trail(user.id, "~", 10).await.unwrap().is_empty());
+    assert!(store.queued(10).await.unwrap().is_empty());
+    // It holds: all three are.
+    assert!(store
+        .update_password(user.id, update(&user.password_hash), &effects)
+        .await
+        .unwrap());
+    assert_eq!(read(&store, user.id).await.password_hash, "new-hash");
+    assert_eq!(store.trail(user.id, "~", 10).await.unwrap(), effects.events);
+    assert_eq!(
+        store.queued(10).await.unwrap(),
+        vec![effects.mail[0].id.clone()]
+    );
+    // Deleting the user takes its mail along; the trail goes only when purged.
+    let gone = Effects {
+        events: Vec::new(),
+        mail: vec![queued(user.id, &user.email)],
+    };
+    let user = read(&store, user.id).await;
+    assert!(store
+        .delete_user(&user, &user.token_gen, &gone)
+        .await
+        .unwrap());
+    assert_eq!(store.queued(10).await.unwrap().len(), 2);
+    store.purge_user(user.id).await.unwrap();
+    assert!(store.trail(user.id, "~", 10).await.unwrap().is_empty());
+}
+
+async fn a_queued_item_is_claimed_by_one_delivery_at_a_time_and_removed_once(store: Shared) {
+    let item = queued(UserId(7), "q@example.com");
+    store
+        .record(&Effects {
+            events: Vec::new(),
+            mail: vec![item.clone()],
+        })
+        .await
+        .unwrap();
+    let claims = concurrently(10, |_| {
+        let (store, id) = (store.clone(), item.id.clone());
+        async move { store.claim_queued(&id, T0, T0 + 60).await.unwrap() }
+    })
+    .await;
+    let won = claims
+        .iter()
+        .filter(|c| matches!(c, Claim::Claimed(i) if *i == item))
+        .count();
+    assert_eq!(won, 1, "{claims:?}");
+    assert!(claims
+        .iter()
+        .all(|c| matches!(c, Claim::Claimed(_) | Claim::Busy)));
+    // A claim that has expired (a crashed delivery) can be taken again.
+    assert!(matches!(
+        store
+            .claim_queued(&item.id, T0 + 61, T0 + 120)
+            .await
+            .unwrap(),
+        Claim::Claimed(_)
+    ));
+    store.remove_queued(&item.id).await.unwrap();
+    assert_eq!(
+        store
+            .claim_queued(&item.id, T0 + 500, T0 + 560)
+            .await
+            .unwrap(),
+        Claim::Gone
+    );
+}
+
+async fn recovery_and_activation_writes_are_conditional(store: Shared) {
+    let user = two_factor_user(&store, "recover@example.com", &hashes(2)).await;
+    let started = Recovery {
+        nonce: "n1".to_owned(),
+        until: Some(T0 + 100),
+    };
+    let stale = Recovery {
+        nonce: "other".to_owned(),
+        until: None,
+    };
+    assert!(!store
+        .set_recovery(user.id, &stale, started.clone(), &Effects::none())
+        .await
+        .unwrap());
+    assert!(store
+        .set_recovery(user.id, &user.recovery, started.clone(), &Effects::none())
+        .await
+        .unwrap());
+    // The same link cannot start it twice: the state moved on.
+    assert!(!store
+        .set_recovery(user.id, &user.recovery, started.clone(), &Effects::none())
+        .await
+        .unwrap());
+    let done = Recovery {
+        nonce: "n2".to_owned(),
+        until: None,
+    };
+    assert!(!store
+        .complete_recovery(user.id, T0 + 99, "gen-r", done.clone(), &Effects::none())
+        .await
+        .unwrap());
+    assert!(store
+        .complete_recovery(user.id, T0 + 100, "gen-r", done.clone(), &Effects::none())
+        .await
+        .unwrap());
+    let after = read(&store, user.id).await;
+    assert_eq!(
+        (after.totp, after.static_codes, after.token_gen.as_str()),
+        (None, None, "gen-r")
+    );
+    assert_eq!(after.recovery, done);
+
+    let mut pending = new_user("pending@example.com");
+    pending.pending = true;
+    let Created::User(pending) = store.create_user(pending, &Effects::none()).await.unwrap() else {
+        panic!("taken")
+    };
+    assert!(read(&store, pending.id).await.pending);
+    assert!(store.activate(pending.id, &Effects::none()).await.unwrap());
+    assert!(!store.activate(pending.id, &Effects::none()).await.unwrap());
+    assert!(!read(&store, pending.id).await.pending);
 }

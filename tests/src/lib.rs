@@ -440,20 +440,26 @@ impl TestServer {
         (email, token)
     }
 
-    /// The newest outbox mail to `to`, waiting up to 2 s (the send runs on its own task).
-    pub async fn wait_for_mail(&self, to: &str) -> Option<String> {
-        for _ in 0..100 {
+    /// The newest outbox mail to `to` whose text contains `needle`, waiting up to 3 s (mail is
+    /// delivered from the queue in the background).
+    pub async fn wait_for_mail(&self, to: &str, needle: &str) -> Option<String> {
+        for _ in 0..150 {
             let found = self
                 .outbox_messages()
                 .into_iter()
                 .rev()
-                .find(|m| m.contains(&format!("To: {to}")));
+                .find(|m| m.contains(&format!("To: {to}\r\n")) && m.contains(needle));
             if found.is_some() {
                 return found;
             }
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         None
+    }
+
+    /// The newest password-reset mail to `to`.
+    pub async fn wait_for_reset_mail(&self, to: &str) -> Option<String> {
+        self.wait_for_mail(to, "Subject: Password reset on").await
     }
 
     /// Mail written to the outbox so far, oldest first.
@@ -468,6 +474,37 @@ impl TestServer {
             .map(|p| std::fs::read_to_string(p).expect("eml"))
             .collect()
     }
+}
+
+/// The newest message the SES emulator holds for `to` whose text contains `needle`, waiting up
+/// to 5 s (mail is delivered from the queue in the background).
+pub async fn ses_message(to: &str, needle: &str) -> Option<Value> {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("set by ./scripts/test");
+    let client: Client<HttpConnector, http_body_util::Empty<Bytes>> =
+        Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    for _ in 0..50 {
+        let response = client
+            .get(format!("{endpoint}/moto-api/data.json").parse().unwrap())
+            .await
+            .expect("moto data");
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let data: Value = serde_json::from_slice(&body).unwrap();
+        let found = data["ses"]["Message"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .rev()
+            .find(|m| {
+                m["destinations"]["ToAddresses"].to_string().contains(to)
+                    && m.to_string().contains(needle)
+            })
+            .cloned();
+        if found.is_some() {
+            return found;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    None
 }
 
 /// The secret in an otpauth URL's `secret=` parameter, decoded from base32.

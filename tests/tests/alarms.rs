@@ -11,10 +11,15 @@ fn template() -> Yaml {
     serde_yaml_ng::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The `!Ref` target of a value, if it is one.
+/// The resource a `!Ref X` or `!GetAtt X.Attribute` names, if the value is one.
 fn reference(value: &Yaml) -> Option<String> {
     match value {
         Yaml::Tagged(tagged) if tagged.tag == "Ref" => tagged.value.as_str().map(str::to_owned),
+        Yaml::Tagged(tagged) if tagged.tag == "GetAtt" => tagged
+            .value
+            .as_str()
+            .and_then(|t| t.split('.').next())
+            .map(str::to_owned),
         _ => None,
     }
 }

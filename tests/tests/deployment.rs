@@ -49,6 +49,9 @@ fn template() -> Yaml {
     serde_yaml_ng::from_str(&read("infra/template.yaml")).expect("template.yaml parses")
 }
 
+/// The function that is no HTTP route's: it consumes the table's stream (the mail queue).
+const MAILER: &str = "mailer";
+
 /// The template's Lambda functions: (binary name, resource).
 fn template_functions(template: &Yaml) -> Vec<(String, Yaml)> {
     let resources = template["Resources"].as_mapping().expect("Resources");
@@ -73,6 +76,9 @@ fn the_template_routes_exactly_the_route_table_to_the_right_functions() {
     let template = template();
     let mut declared = BTreeSet::new();
     for (binary, resource) in template_functions(&template) {
+        if binary == MAILER {
+            continue;
+        }
         function_named(&binary);
         let events = resource["Properties"]["Events"]
             .as_mapping()
@@ -102,6 +108,7 @@ fn the_template_builds_one_arm64_function_per_function_crate() {
     let crates: BTreeSet<_> = Function::ALL
         .iter()
         .map(|f| f.crate_name().to_owned())
+        .chain([MAILER.to_owned()])
         .collect();
     assert_eq!(binaries, crates);
     assert_eq!(functions.len(), crates.len(), "one resource per crate");
@@ -122,13 +129,13 @@ fn the_template_builds_one_arm64_function_per_function_crate() {
 }
 
 #[test]
-fn only_the_password_reset_function_may_send_mail() {
+fn only_the_mailer_may_send_mail() {
     let template = template();
     for (binary, resource) in template_functions(&template) {
         let policies = serde_yaml_ng::to_string(&resource["Properties"]["Policies"]).unwrap();
         assert_eq!(
             policies.contains("ses:"),
-            binary == "password-reset",
+            binary == MAILER,
             "{binary}: {policies}"
         );
         assert!(
@@ -137,6 +144,46 @@ fn only_the_password_reset_function_may_send_mail() {
         );
         assert!(!policies.contains("Scan"), "{binary}: no function scans");
     }
+}
+
+#[test]
+fn the_mailer_takes_inserted_queue_items_from_the_stream_with_partial_failures() {
+    let template = template();
+    let (_, mailer) = template_functions(&template)
+        .into_iter()
+        .find(|(b, _)| b == MAILER)
+        .expect("a mailer function");
+    let events = mailer["Properties"]["Events"]
+        .as_mapping()
+        .expect("the mailer's events");
+    assert_eq!(events.len(), 1);
+    let source = events.values().next().unwrap();
+    assert_eq!(source["Type"].as_str(), Some("DynamoDB"));
+    let properties = &source["Properties"];
+    assert_eq!(
+        properties["FunctionResponseTypes"][0].as_str(),
+        Some("ReportBatchItemFailures")
+    );
+    let pattern: Value = serde_json::from_str(
+        properties["FilterCriteria"]["Filters"][0]["Pattern"]
+            .as_str()
+            .expect("a filter pattern"),
+    )
+    .expect("the pattern is JSON");
+    assert_eq!(pattern["eventName"], serde_json::json!(["INSERT"]));
+    assert_eq!(
+        pattern["dynamodb"]["Keys"]["pk"]["S"],
+        serde_json::json!([mailer::QUEUE_PARTITION])
+    );
+    assert_eq!(
+        properties["DestinationConfig"]["OnFailure"]["Type"].as_str(),
+        Some("SQS")
+    );
+    assert!(
+        template["Resources"]["MailDeadLettersAlarm"]["Type"].as_str()
+            == Some("AWS::CloudWatch::Alarm")
+    );
+    assert!(template["Resources"]["Table"]["Properties"]["StreamSpecification"].is_mapping());
 }
 
 #[test]

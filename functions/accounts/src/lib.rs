@@ -1,24 +1,28 @@
-//! Accounts: create, view, logout of all devices, delete, change password.
+//! Accounts: create, view, the security log, logout of all devices, delete, change password.
 
 use std::sync::Arc;
 
+use auth::http::requests::trail_page;
 use auth::http::response::Reply;
 use auth::http::routes::Endpoint;
 use auth::http::{Call, HandlerFuture, Handlers};
-use auth::App;
+use auth::{App, Error};
 use serde_json::json;
 
 pub const HANDLERS: Handlers = &[
     (Endpoint::UserCreate, create),
     (Endpoint::UserView, view),
+    (Endpoint::UserEvents, events),
     (Endpoint::UserLogoutAll, logout_all),
     (Endpoint::UserDelete, delete),
     (Endpoint::PasswordChange, change_password),
+    (Endpoint::UserActivation, activate),
+    (Endpoint::UserResendActivation, resend_activation),
 ];
 
 fn create(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        let user = app.service.create_user(call.parse()?, call.client).await?;
+        let user = app.service.create_user(call.parse()?, &call.origin).await?;
         Ok(Reply::created(
             json!({ "email": user.email, "id": user.id.0 }),
         ))
@@ -32,9 +36,38 @@ fn view(_app: Arc<App>, call: Call) -> HandlerFuture {
     })
 }
 
+fn activate(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        app.service.activate(call.parse()?, &call.origin).await?;
+        Ok(Reply::NoContent)
+    })
+}
+
+fn resend_activation(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        app.service
+            .resend_activation(call.parse()?, &call.origin)
+            .await?;
+        Ok(Reply::NoContent)
+    })
+}
+
+fn events(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        let page = trail_page(&call.query()).map_err(Error::Fields)?;
+        let log = app
+            .service
+            .security_log(&call.principal()?.user, &page)
+            .await?;
+        Ok(Reply::ok(log))
+    })
+}
+
 fn logout_all(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        app.service.logout_all(call.principal()?).await?;
+        app.service
+            .logout_all(call.principal()?, &call.origin)
+            .await?;
         Ok(Reply::NoContent)
     })
 }
@@ -42,7 +75,7 @@ fn logout_all(app: Arc<App>, call: Call) -> HandlerFuture {
 fn delete(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
         app.service
-            .delete_account(call.principal()?, call.parse()?)
+            .delete_account(call.principal()?, call.parse()?, &call.origin)
             .await?;
         Ok(Reply::NoContent)
     })
@@ -51,7 +84,7 @@ fn delete(app: Arc<App>, call: Call) -> HandlerFuture {
 fn change_password(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
         app.service
-            .change_password(call.principal()?, call.parse()?)
+            .change_password(call.principal()?, call.parse()?, &call.origin)
             .await?;
         Ok(Reply::NoContent)
     })

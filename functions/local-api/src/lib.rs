@@ -33,8 +33,24 @@ pub fn handlers_of(function: Function) -> Handlers {
 pub static HANDLERS: LazyLock<Vec<(Endpoint, Handler)>> =
     LazyLock::new(|| Function::ALL.map(handlers_of).concat());
 
-/// Accepts connections until the listener fails.
+/// Delivers queued mail in the background, as the mailer function does in AWS: at once when
+/// a request queues one, and every second for what an earlier round left (a failed send).
+pub async fn deliver_forever(app: Arc<App>) {
+    loop {
+        if let Err(err) = app.service.deliver_queued().await {
+            tracing::warn!(error = %err, "mail queue not readable");
+        }
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            app.service.queue_signal.notified(),
+        )
+        .await;
+    }
+}
+
+/// Accepts connections until the listener fails; delivers queued mail meanwhile.
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
+    tokio::spawn(deliver_forever(app.clone()));
     loop {
         let (stream, peer) = listener.accept().await?;
         let app = app.clone();

@@ -13,7 +13,7 @@ pub const HANDLERS: Handlers = &[(Endpoint::Login, login)];
 
 fn login(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        let token = app.service.login(call.parse()?, call.client).await?;
+        let token = app.service.login(call.parse()?, &call.origin).await?;
         Ok(Reply::ok(json!({ "token": token })))
     })
 }

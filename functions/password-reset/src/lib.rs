@@ -1,5 +1,5 @@
-//! Password reset: request a mail, confirm with its uid and token. The only function that
-//! sends mail.
+//! Password reset: request a mail (queued; the mailer function sends it), confirm with its
+//! uid and token.
 
 use std::sync::Arc;
 
@@ -16,7 +16,7 @@ pub const HANDLERS: Handlers = &[
 fn reset(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
         app.service
-            .request_password_reset(call.parse()?, call.client)
+            .request_password_reset(call.parse()?, &call.origin)
             .await?;
         Ok(Reply::NoContent)
     })
@@ -24,7 +24,9 @@ fn reset(app: Arc<App>, call: Call) -> HandlerFuture {
 
 fn confirm(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        app.service.confirm_password_reset(call.parse()?).await?;
+        app.service
+            .confirm_password_reset(call.parse()?, &call.origin)
+            .await?;
         Ok(Reply::NoContent)
     })
 }

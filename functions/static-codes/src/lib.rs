@@ -17,7 +17,7 @@ fn create(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
         let codes = app
             .service
-            .create_emergency_codes(call.principal()?)
+            .create_emergency_codes(call.principal()?, &call.origin)
             .await?;
         Ok(Reply::created(json!(codes)))
     })
@@ -27,7 +27,7 @@ fn login(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
         let token = app
             .service
-            .use_emergency_code(call.principal()?, call.param())
+            .use_emergency_code(call.principal()?, call.param(), &call.origin)
             .await?;
         Ok(Reply::created(json!({ "token": token })))
     })

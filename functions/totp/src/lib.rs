@@ -1,4 +1,5 @@
-//! TOTP devices: create (otpauth URL), verify a code for an OTP-verified token, delete.
+//! TOTP devices: create (otpauth URL), verify a code for an OTP-verified token, delete, and
+//! recover a lost one (request a link, start the wait).
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ pub const HANDLERS: Handlers = &[
     (Endpoint::TotpCreate, create),
     (Endpoint::TotpLogin, login),
     (Endpoint::TotpDelete, delete),
+    (Endpoint::TotpRecoveryRequest, request_recovery),
+    (Endpoint::TotpRecovery, start_recovery),
 ];
 
 fn create(app: Arc<App>, call: Call) -> HandlerFuture {
@@ -25,15 +28,36 @@ fn login(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
         let token = app
             .service
-            .verify_totp(call.principal()?, call.param())
+            .verify_totp(call.principal()?, call.param(), &call.origin)
             .await?;
         Ok(Reply::created(json!({ "token": token })))
     })
 }
 
+fn request_recovery(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        app.service
+            .request_recovery(&call.principal()?.user, &call.origin)
+            .await?;
+        Ok(Reply::NoContent)
+    })
+}
+
+fn start_recovery(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        app.service
+            .start_recovery(call.parse()?, &call.origin)
+            .await?;
+        Ok(Reply::NoContent)
+    })
+}
+
 fn delete(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        let token = app.service.delete_totp_device(call.principal()?).await?;
+        let token = app
+            .service
+            .delete_totp_device(call.principal()?, &call.origin)
+            .await?;
         Ok(Reply::ok(json!({ "token": token })))
     })
 }

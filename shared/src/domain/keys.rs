@@ -98,6 +98,9 @@ impl MacKey {
 pub struct Keys {
     pub jwt: MacKey,
     pub password_reset: MacKey,
+    /// Recovery and activation links have keys of their own: no link works as another kind.
+    pub recovery: MacKey,
+    pub activation: MacKey,
     pub emergency_codes: MacKey,
     pub totp: TotpSealer,
 }
@@ -117,6 +120,8 @@ impl Keys {
         Self {
             jwt: subkey("jwt-hs256"),
             password_reset: subkey("password-reset-token"),
+            recovery: subkey("totp-recovery-token"),
+            activation: subkey("activation-token"),
             emergency_codes: subkey("emergency-code-hmac"),
             totp: TotpSealer {
                 keys: secrets

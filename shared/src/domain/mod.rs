@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 pub mod email;
+pub mod events;
 pub mod keys;
 pub mod password;
 pub mod records;

@@ -27,6 +27,24 @@ pub struct User {
     pub created_at: i64,
     pub totp: Option<TotpDevice>,
     pub static_codes: Option<StaticCodes>,
+    /// Signed up with `SEND_ACTIVATION_EMAIL` on and not activated yet: cannot log in.
+    #[serde(default)]
+    pub pending: bool,
+    /// Lost-authenticator recovery (docs/api.md#recovery).
+    #[serde(default)]
+    pub recovery: Recovery,
+    /// When a password reset last completed.
+    #[serde(default)]
+    pub reset_at: Option<i64>,
+}
+
+/// The recovery state of an account: a per-user nonce that every recovery link covers (it
+/// changes when a recovery starts, is cancelled or completes, so a link works once), and the
+/// end of the wait of a recovery under way.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recovery {
+    pub nonce: String,
+    pub until: Option<i64>,
 }
 
 impl User {
@@ -97,6 +115,8 @@ pub struct NewUser {
     pub password_hash: String,
     pub token_gen: String,
     pub created_at: i64,
+    /// Waits for activation (`SEND_ACTIVATION_EMAIL`).
+    pub pending: bool,
 }
 
 impl NewUser {
@@ -112,6 +132,9 @@ impl NewUser {
             created_at: self.created_at,
             totp: None,
             static_codes: None,
+            pending: self.pending,
+            recovery: Recovery::default(),
+            reset_at: None,
         }
     }
 }

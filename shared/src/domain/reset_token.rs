@@ -1,5 +1,7 @@
-//! Password-reset links (docs/api.md#password-reset): the `uid` and the stateless Django-style
-//! token `<base36 timestamp>-<hmac>`, parsed into types before anything looks at them.
+//! Mailed links (docs/api.md#password-reset): the `uid` and the stateless Django-style token
+//! `<base36 timestamp>-<hmac>`, parsed into types before anything looks at them. Reset,
+//! recovery and activation tokens share the format, each under its own key and over its own
+//! facts, so one link never works as another.
 
 use base64::Engine;
 use subtle::ConstantTimeEq;
@@ -29,21 +31,36 @@ impl Uid {
     }
 }
 
-/// A well-formed token: a timestamp (seconds since Django's epoch) and a MAC. Anything else,
-/// a timestamp past 2^63 included, does not parse and is refused as a bad token.
+/// What a link is for: each purpose has its own key (in [`crate::domain::keys::Keys`]) and
+/// covers the facts whose change must kill it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    /// Dies when the password or last login changes (so it works once).
+    Reset,
+    /// Dies when the recovery nonce changes (a recovery started, cancelled or completed).
+    Recovery,
+    /// Stays genuine; using it twice is answered "stale" by the state it finds.
+    Activation,
+}
+
+/// A well-formed link token: a timestamp (seconds since Django's epoch) and a MAC. Anything
+/// else, a timestamp past 2^63 included, does not parse and is refused as a bad token.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ResetToken {
+pub struct LinkToken {
     timestamp: i64,
     mac: String,
 }
 
-impl std::fmt::Debug for ResetToken {
+/// The reset token of djoser's links.
+pub type ResetToken = LinkToken;
+
+impl std::fmt::Debug for LinkToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "ResetToken({}, ..)", self.timestamp)
+        write!(f, "LinkToken({}, ..)", self.timestamp)
     }
 }
 
-impl ResetToken {
+impl LinkToken {
     pub fn parse(text: &str) -> Option<Self> {
         let (ts, mac) = text.split_once('-')?;
         if ts.is_empty() || ts.len() > 13 || mac.len() != 32 {
@@ -56,36 +73,67 @@ impl ResetToken {
         })
     }
 
-    /// A fresh token for `user` at `now`.
+    /// A fresh reset token for `user` at `now`.
     pub fn issue(key: &MacKey, user: &User, now: i64) -> String {
+        Self::issue_for(Purpose::Reset, key, user, now)
+    }
+
+    /// Whether this reset token was made for `user` as it is now, younger than `max_age`.
+    pub fn is_valid_for(&self, key: &MacKey, user: &User, now: i64, max_age: i64) -> bool {
+        self.is_valid(Purpose::Reset, key, user, now, max_age)
+    }
+
+    /// A fresh token of `purpose` (under that purpose's key) for `user` at `now`.
+    pub fn issue_for(purpose: Purpose, key: &MacKey, user: &User, now: i64) -> String {
         let timestamp = (now - TOKEN_EPOCH).max(0);
         format!(
             "{}-{}",
             to_base36(timestamp as u64),
-            mac(key, user, timestamp)
+            mac(purpose, key, user, timestamp)
         )
     }
 
-    /// Whether this token was made for `user` as it is now, and is younger than `max_age`.
-    pub fn is_valid_for(&self, key: &MacKey, user: &User, now: i64, max_age: i64) -> bool {
-        let expected = mac(key, user, self.timestamp);
+    /// Whether this token of `purpose` was made for `user` as it is now, and is younger than
+    /// `max_age`.
+    pub fn is_valid(
+        &self,
+        purpose: Purpose,
+        key: &MacKey,
+        user: &User,
+        now: i64,
+        max_age: i64,
+    ) -> bool {
+        let expected = mac(purpose, key, user, self.timestamp);
         let genuine: bool = expected.as_bytes().ct_eq(self.mac.as_bytes()).into();
         let age = (now - TOKEN_EPOCH).saturating_sub(self.timestamp);
         genuine && age <= max_age
     }
 }
 
-/// The MAC covers what a reset must invalidate (password hash, last login), so a token dies on
-/// use, on a password change, or when the key changes.
-fn mac(key: &MacKey, user: &User, timestamp: i64) -> String {
+/// The MAC over the facts of a purpose. A reset covers what a reset must invalidate (password
+/// hash, last login), so it dies on use, on a password change, or when the key changes.
+fn mac(purpose: Purpose, key: &MacKey, user: &User, timestamp: i64) -> String {
+    let id = user.id.0.to_string();
+    let timestamp = timestamp.to_string();
     let last_login = user.last_login.map(|t| t.to_string()).unwrap_or_default();
-    let mac = key.sign(&[
-        user.id.0.to_string().as_bytes(),
-        user.password_hash.as_bytes(),
-        last_login.as_bytes(),
-        timestamp.to_string().as_bytes(),
-        user.email.as_bytes(),
-    ]);
+    let mac = match purpose {
+        Purpose::Reset => key.sign(&[
+            id.as_bytes(),
+            user.password_hash.as_bytes(),
+            last_login.as_bytes(),
+            timestamp.as_bytes(),
+            user.email.as_bytes(),
+        ]),
+        Purpose::Recovery => key.sign(&[
+            id.as_bytes(),
+            user.recovery.nonce.as_bytes(),
+            timestamp.as_bytes(),
+            user.email.as_bytes(),
+        ]),
+        Purpose::Activation => {
+            key.sign(&[id.as_bytes(), timestamp.as_bytes(), user.email.as_bytes()])
+        }
+    };
     mac[..16].iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -21,6 +21,17 @@ pub struct Claims {
     pub tgen: String,
     pub iss: String,
     pub aud: String,
+    /// When the password was last proven (login); copied by totp/login, static/login and
+    /// totp/delete. Tokens issued before it existed count from their `iat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+}
+
+impl Claims {
+    /// When the password behind this token was proven.
+    pub fn auth_time(&self) -> i64 {
+        self.auth_time.unwrap_or(self.iat)
+    }
 }
 
 pub struct TokenIssuer {
@@ -50,7 +61,13 @@ impl TokenIssuer {
         }
     }
 
-    pub fn issue(&self, user: &User, otp_device_id: Option<&str>, now: i64) -> String {
+    pub fn issue(
+        &self,
+        user: &User,
+        otp_device_id: Option<&str>,
+        auth_time: i64,
+        now: i64,
+    ) -> String {
         let claims = Claims {
             user_id: user.id.0,
             username: user.email.clone(),
@@ -60,6 +77,7 @@ impl TokenIssuer {
             tgen: user.token_gen.clone(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
+            auth_time: Some(auth_time),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding of plain claims cannot fail")

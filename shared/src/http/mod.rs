@@ -16,7 +16,7 @@ use std::time::Instant;
 use lambda_http::http::{HeaderMap, Method, Request, Response};
 use tracing::Instrument;
 
-use crate::domain::client_ip::ClientIp;
+use crate::domain::events::Origin;
 use crate::error::AuthFailure;
 use crate::service::requests::Parsed;
 use crate::service::{Gate, Principal, Service};
@@ -36,9 +36,10 @@ pub type Handlers = &'static [(Endpoint, Handler)];
 /// A routed and authenticated request, as a function's handler sees it.
 pub struct Call {
     pub endpoint: Endpoint,
-    /// Who sent it, as the abuse limits count it.
-    pub client: ClientIp,
+    /// Who sent it (the client IP as the abuse limits count it, user agent, request id).
+    pub origin: Origin,
     param: Option<String>,
+    query: Option<String>,
     headers: HeaderMap,
     body: Vec<u8>,
     principal: Option<Principal>,
@@ -57,6 +58,13 @@ impl Call {
             .get("content-type")
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
         Body::parse(content_type.as_deref(), &self.body)
+    }
+
+    /// The query string's parameters (`?a=1&b=2`), decoded.
+    pub fn query(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.query.as_deref().unwrap_or("").as_bytes())
+            .into_owned()
+            .collect()
     }
 
     /// The body as an endpoint's typed request.
@@ -103,21 +111,31 @@ async fn authorize(
     service: &Service,
     policy: Policy,
     headers: &HeaderMap,
+    origin: &Origin,
 ) -> Result<Option<Principal>, Error> {
     let gate = match policy {
         Policy::Anonymous => return Ok(None),
         Policy::Public => {
             // Public endpoints refuse an invalid Authorization header all the same.
             if let Some(token) = credentials(headers)? {
-                service.authenticate(&token, Gate::Open).await?;
+                service.authenticate(&token, Gate::Open, origin).await?;
             }
             return Ok(None);
         }
-        Policy::Token => Gate::Open,
-        Policy::OtpVerified => Gate::OtpVerified,
+        Policy::Token | Policy::RecentPassword => Gate::Open,
+        Policy::OtpVerified | Policy::OtpVerifiedRecentPassword => Gate::OtpVerified,
     };
     let token = credentials(headers)?.ok_or(Error::Unauthenticated(AuthFailure::NotProvided))?;
-    service.authenticate(&token, gate).await.map(Some)
+    let principal = service.authenticate(&token, gate, origin).await?;
+    // Checked after the OTP gate: 401, then 403 (gate), then 403 (re-authentication).
+    let recent_needed = matches!(
+        policy,
+        Policy::RecentPassword | Policy::OtpVerifiedRecentPassword
+    );
+    if recent_needed && !service.password_is_recent(&principal) {
+        return Err(Error::ReauthRequired);
+    }
+    Ok(Some(principal))
 }
 
 /// Serves one request with the handlers this process has (a Lambda function its own; the local
@@ -157,16 +175,24 @@ pub async fn dispatch(
         if body.len() > limit {
             return Err(Error::PayloadTooLarge { limit });
         }
-        let principal = authorize(&app.service, matched.route.policy, &parts.headers).await?;
         let client = client_ip::resolve(
             parts.extensions.get::<client_ip::Peer>().copied(),
             &parts.headers,
             &app.service.settings.trusted_proxies,
         );
+        let user_agent = parts
+            .headers
+            .get("user-agent")
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .unwrap_or_default();
+        let origin = Origin::new(client, &user_agent, request_id);
+        let principal =
+            authorize(&app.service, matched.route.policy, &parts.headers, &origin).await?;
         let call = Call {
             endpoint: matched.route.endpoint,
-            client,
+            origin,
             param: matched.param,
+            query: parts.uri.query().map(str::to_owned),
             headers: parts.headers,
             body: body.to_vec(),
             principal,

@@ -4,9 +4,11 @@
 use super::fields::{Body, Fields};
 use crate::domain::email::Email;
 use crate::domain::reset_token::{ResetToken, Uid};
+use crate::error::FieldErrors;
+use crate::service::events::{TrailPage, DEFAULT_PAGE, INVALID_CURSOR, LIMIT_RANGE, MAX_PAGE};
 use crate::service::requests::{
-    AccountDeletion, Credentials, Invalid, Parsed, PasswordChange, ResetConfirmation, ResetRequest,
-    SignUp,
+    AccountDeletion, Credentials, Invalid, LinkConfirmation, Parsed, PasswordChange,
+    ResendActivation, ResetConfirmation, ResetRequest, SignUp,
 };
 use crate::service::reset::INVALID_UID;
 
@@ -122,5 +124,69 @@ impl FromBody for ResetConfirmation {
             _ => None,
         };
         finish(fields, value, uid)
+    }
+}
+
+impl FromBody for LinkConfirmation {
+    type Partial = Option<Uid>;
+    fn from_body(body: &Body) -> Parsed<Self, Option<Uid>> {
+        let mut fields = body.fields();
+        let uid = fields.string("uid").and_then(|text| {
+            let uid = Uid::parse(&text);
+            if uid.is_none() {
+                fields.add_error("uid", INVALID_UID);
+            }
+            uid
+        });
+        let token = fields.string("token");
+        let value = match (uid, token) {
+            (Some(uid), Some(token)) => Some(LinkConfirmation {
+                uid,
+                token: ResetToken::parse(&token),
+            }),
+            _ => None,
+        };
+        finish(fields, value, uid)
+    }
+}
+
+impl FromBody for ResendActivation {
+    type Partial = ();
+    fn from_body(body: &Body) -> Parsed<Self, ()> {
+        let mut fields = body.fields();
+        let value = fields
+            .email("email")
+            .map(|email| ResendActivation { email });
+        finish(fields, value, ())
+    }
+}
+
+/// `?limit=` (1–100, default 50) and `?cursor=` of the security log, both errors at once.
+pub fn trail_page(query: &[(String, String)]) -> Result<TrailPage, FieldErrors> {
+    let mut errors = FieldErrors::new();
+    let value = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+    let limit = match value("limit") {
+        None => DEFAULT_PAGE,
+        Some(text) => match text.parse::<usize>() {
+            Ok(limit) if (1..=MAX_PAGE).contains(&limit) => limit,
+            _ => {
+                errors.add("limit", LIMIT_RANGE);
+                DEFAULT_PAGE
+            }
+        },
+    };
+    let before = match value("cursor").filter(|c| !c.is_empty()) {
+        None => None,
+        Some(text) => {
+            let position = TrailPage::cursor(text);
+            if position.is_none() {
+                errors.add("cursor", INVALID_CURSOR);
+            }
+            position
+        }
+    };
+    match errors.is_empty() {
+        true => Ok(TrailPage { limit, before }),
+        false => Err(errors),
     }
 }

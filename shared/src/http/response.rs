@@ -28,6 +28,7 @@ impl Reply {
     }
 }
 
+pub const REAUTH_REQUIRED: &str = "Log in again to change two-factor settings.";
 pub const OTP_REQUIRED: &str =
     "You do not have permission to perform this action until you verify your OTP device.";
 
@@ -69,6 +70,8 @@ fn error_response(err: Error) -> Rendered {
             r
         }
         Error::OtpRequired => detail(StatusCode::FORBIDDEN, OTP_REQUIRED),
+        Error::ReauthRequired => detail(StatusCode::FORBIDDEN, REAUTH_REQUIRED),
+        Error::StaleToken => detail(StatusCode::FORBIDDEN, "Stale token for given user."),
         Error::NotFound => detail(StatusCode::NOT_FOUND, "Not found."),
         Error::MethodNotAllowed { method, allow } => {
             let mut r = detail(

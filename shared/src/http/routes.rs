@@ -39,6 +39,7 @@ impl Function {
 pub enum Endpoint {
     UserCreate,
     UserView,
+    UserEvents,
     UserLogoutAll,
     UserDelete,
     PasswordReset,
@@ -50,6 +51,10 @@ pub enum Endpoint {
     TotpDelete,
     StaticCreate,
     StaticLogin,
+    UserActivation,
+    UserResendActivation,
+    TotpRecoveryRequest,
+    TotpRecovery,
 }
 
 /// A path parameter and the shape it must have (anything else is a 404).
@@ -80,6 +85,10 @@ pub enum Policy {
     Token,
     /// A valid token, OTP-verified if the user has a confirmed TOTP device.
     OtpVerified,
+    /// A valid token whose password proof (`auth_time`) is within `REAUTH_SECONDS`.
+    RecentPassword,
+    /// Both: OTP-verified (if the user has a device) and a recent password proof.
+    OtpVerifiedRecentPassword,
 }
 
 impl Policy {
@@ -90,12 +99,14 @@ impl Policy {
             Self::Public => "public",
             Self::Token => "token",
             Self::OtpVerified => "otp-verified",
+            Self::RecentPassword => "recent-password",
+            Self::OtpVerifiedRecentPassword => "otp-verified+recent-password",
         }
     }
 
     /// Whether the route needs a token at all (the OpenAPI security requirement).
     pub fn needs_token(self) -> bool {
-        matches!(self, Self::Token | Self::OtpVerified)
+        !matches!(self, Self::Anonymous | Self::Public)
     }
 }
 
@@ -130,6 +141,13 @@ pub static ROUTES: &[Route] = &[
     route!(UserCreate, Public, ["POST"], "/api/user/create/", Accounts),
     route!(UserView, OtpVerified, ["GET"], "/api/user/view/", Accounts),
     route!(
+        UserEvents,
+        OtpVerified,
+        ["GET"],
+        "/api/user/events/",
+        Accounts
+    ),
+    route!(
         UserLogoutAll,
         OtpVerified,
         ["POST"],
@@ -150,6 +168,20 @@ pub static ROUTES: &[Route] = &[
         "/api/user/password/change/",
         Accounts
     ),
+    route!(
+        UserActivation,
+        Public,
+        ["POST"],
+        "/api/user/activation/",
+        Accounts
+    ),
+    route!(
+        UserResendActivation,
+        Public,
+        ["POST"],
+        "/api/user/resend_activation/",
+        Accounts
+    ),
     route!(Login, Anonymous, ["POST"], "/api/user/login/", Login),
     route!(
         PasswordReset,
@@ -165,7 +197,13 @@ pub static ROUTES: &[Route] = &[
         "/api/user/password/reset/confirm/",
         PasswordReset
     ),
-    route!(TotpCreate, Token, ["GET"], "/api/totp/create/", Totp),
+    route!(
+        TotpCreate,
+        RecentPassword,
+        ["GET"],
+        "/api/totp/create/",
+        Totp
+    ),
     route!(
         TotpLogin,
         Token,
@@ -174,10 +212,24 @@ pub static ROUTES: &[Route] = &[
         Totp,
         Some(Param::TotpCode)
     ),
-    route!(TotpDelete, OtpVerified, ["POST"], "/api/totp/delete/", Totp),
+    route!(
+        TotpDelete,
+        OtpVerifiedRecentPassword,
+        ["POST"],
+        "/api/totp/delete/",
+        Totp
+    ),
+    route!(
+        TotpRecoveryRequest,
+        RecentPassword,
+        ["POST"],
+        "/api/totp/recovery/request/",
+        Totp
+    ),
+    route!(TotpRecovery, Public, ["POST"], "/api/totp/recovery/", Totp),
     route!(
         StaticCreate,
-        OtpVerified,
+        OtpVerifiedRecentPassword,
         ["GET"],
         "/api/static/create/",
         StaticCodes

@@ -1,5 +1,5 @@
 //! Local mail: each message becomes an RFC 5322 `.eml` file in the outbox folder (as Django's
-//! file backend), and its text part is logged so the reset link shows in the console.
+//! file backend). The log names the file, never the mail's text: it may hold a live link.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,7 +58,8 @@ impl Mailer for Outbox {
         tokio::fs::write(&path, eml)
             .await
             .map_err(|e| MailError(e.to_string()))?;
-        tracing::info!(outbox_file = %path.display(), "mail written to the local outbox:\n{}", message.text);
+        // Only where it is: the mail may hold a live link, which never goes to a log.
+        tracing::info!(outbox_file = %path.display(), "mail written to the local outbox");
         Ok(())
     }
 }

@@ -1,20 +1,23 @@
 //! Accounts and login: create, login, view, logout everywhere, delete, change password.
 
-use crate::domain::client_ip::ClientIp;
 use crate::domain::email::{normalize, Email, MAX_EMAIL_CHARS};
+use crate::domain::events::{Origin, QueueKind, SecurityEvent};
 use crate::domain::password::{self, Password, Verified};
 use crate::domain::records::{NewUser, User};
 use crate::error::{AuthFailure, FieldErrors};
-use crate::store::{Created, PasswordUpdate};
+use crate::store::{Created, Effects, PasswordUpdate};
 use crate::Error;
 
-use super::limits::{reset_epoch, under_epoch, Scope};
+use super::limits::{reset_epoch, under_epoch};
 use super::requests::{AccountDeletion, Credentials, Invalid, Parsed, PasswordChange, SignUp};
 use super::{random_id, Principal, Service};
+use crate::domain::throttle::Counter;
 
 pub const EMAIL_TAKEN: &str = "user with this email address already exists.";
 pub const BAD_CREDENTIALS: &str = "Unable to log in with provided credentials.";
 pub const INVALID_PASSWORD: &str = "Invalid password.";
+/// A pending (not yet activated) or disabled account's login, after its password.
+pub const ACCOUNT_DISABLED: &str = "User account is disabled.";
 
 impl Service {
     /// Whether an address is already registered (reported as a field error beside others).
@@ -31,9 +34,9 @@ impl Service {
     pub async fn create_user(
         &self,
         request: Parsed<SignUp, Option<Email>>,
-        client: ClientIp,
+        origin: &Origin,
     ) -> Result<User, Error> {
-        self.count_one(&self.sign_up_scope(client)).await?;
+        self.count_one(&self.sign_up_scope(origin.ip)).await?;
         let SignUp { email, password } = match request {
             Ok(request) => request,
             Err(Invalid { mut errors, parsed }) => {
@@ -62,8 +65,19 @@ impl Service {
             password_hash,
             token_gen: random_id(),
             created_at: self.now(),
+            pending: self.settings.send_activation_email,
         };
-        match self.store.create_user(new).await? {
+        // With activation on, the account waits for its mailed link (queued with it; the
+        // user id in the item is filled in by the store).
+        let placeholder = new.clone().into_user(crate::domain::records::UserId(0));
+        let effects = Effects {
+            events: Vec::new(),
+            mail: match new.pending {
+                true => vec![self.queue_item(&placeholder, QueueKind::ActivationLink)],
+                false => Vec::new(),
+            },
+        };
+        match self.store.create_user(new, &effects).await? {
             Created::User(user) => Ok(*user),
             Created::EmailTaken => Err(Error::field("email", EMAIL_TAKEN)),
         }
@@ -75,7 +89,7 @@ impl Service {
     pub async fn login(
         &self,
         request: Parsed<Credentials, ()>,
-        client: ClientIp,
+        origin: &Origin,
     ) -> Result<String, Error> {
         let Credentials {
             email: email_text,
@@ -86,41 +100,65 @@ impl Service {
             return Err(Error::non_field(BAD_CREDENTIALS));
         }
         let key = normalize(&email_text);
-        let scopes = self.login_scopes(&key, client);
+        let scopes = self.login_scopes(&key, origin.ip);
         let keys = scopes.keys();
-        let (user, mut counters) = self.store.login_lookup(&key, &keys, self.now()).await?;
+        let (user, read) = self.store.login_lookup(&key, &keys, self.now()).await?;
         let epoch = reset_epoch(user.as_ref());
-        counters[0] = under_epoch(counters[0], epoch);
-        // An IP the owner logged in from lately is exempt from the address-wide scope, so
-        // strangers with many IPs slow each other, not the owner.
-        let known_ip = counters[0].known_until > self.now();
-        let (applied, counters): (Vec<&Scope>, Vec<_>) =
-            [&scopes.address_ip, &scopes.address, &scopes.ip]
-                .into_iter()
-                .zip(counters)
-                .filter(|(scope, _)| !(known_ip && std::ptr::eq(*scope, &scopes.address)))
-                .unzip();
-        let counted = self.count_attempt(&applied, counters).await?;
+        let now = self.now();
+        let prepare = |mut read: Vec<Counter>| {
+            read[0] = under_epoch(read[0], epoch);
+            // An IP the owner logged in from lately is exempt from the address-wide scope, so
+            // strangers with many IPs slow each other, not the owner.
+            let known_ip = read[0].known_until > now;
+            read.into_iter()
+                .enumerate()
+                .map(|(i, counter)| (!(known_ip && i == 1)).then_some(counter))
+                .collect()
+        };
+        let all = [&scopes.address_ip, &scopes.address, &scopes.ip];
+        let counted = match self.count_attempt(&all, read, &prepare).await {
+            Ok(counted) => counted,
+            Err(refused) => {
+                let user_id = user.as_ref().map(|u| u.id);
+                self.record_login_failure(&key, user_id, true, origin)
+                    .await?;
+                return Err(refused);
+            }
+        };
         let password = &password;
         let verified = match &user {
             Some(user) => self.hasher.verify(password, &user.password_hash).await?,
             None => self.hasher.verify_nobody(password).await?,
         };
-        let user = match (user, verified.ok()) {
+        let mut user = match (user, verified.ok()) {
             (Some(user), true) => user,
-            // The attempt was counted as a failure when it was reserved.
-            _ => return Err(Error::non_field(BAD_CREDENTIALS)),
+            // The attempt was counted in its scopes when it was reserved.
+            (user, _) => {
+                let user_id = user.as_ref().map(|u| u.id);
+                self.record_login_failure(&key, user_id, false, origin)
+                    .await?;
+                return Err(Error::non_field(BAD_CREDENTIALS));
+            }
         };
-        let counted: Vec<_> = applied
-            .iter()
-            .map(|scope| scope.key.clone())
-            .zip(counted)
-            .collect();
-        self.login_succeeded(&scopes, &counted, epoch).await?;
+        if user.pending {
+            // Only after the password: it tells nothing to someone without it.
+            return Err(Error::non_field(ACCOUNT_DISABLED));
+        }
+        // A recovery whose wait is over completes now: the password alone logs in.
+        if let Some(recovered) = self.complete_recovery_if_due(&user, origin).await? {
+            user = recovered;
+        }
+        let effects = Effects {
+            events: vec![self.trail_event(SecurityEvent::LoginSucceeded, user.id, origin)],
+            mail: Vec::new(),
+        };
+        self.login_succeeded(&scopes, &counted, epoch, &effects)
+            .await?;
+        self.log_effects(&effects, origin);
         if verified == Verified::YesRehash {
             self.upgrade_hash(&user, password).await;
         }
-        Ok(self.issue_token(&user, None))
+        Ok(self.issue_token(&user, None, self.now()))
     }
 
     /// Rehashes a legacy (pbkdf2) or weaker hash to the current argon2id cost. Best effort: a
@@ -134,8 +172,12 @@ impl Service {
                 new_token_gen: None,
                 last_login: None,
                 clear_totp_failures: false,
+                reset_at: None,
+                recovery: None,
             };
-            self.store.update_password(user.id, update).await?;
+            self.store
+                .update_password(user.id, update, &Effects::none())
+                .await?;
             Ok::<_, Error>(())
         }
         .await;
@@ -145,12 +187,15 @@ impl Service {
     }
 
     /// Ends every session of the user: all tokens carry the old generation.
-    pub async fn logout_all(&self, principal: &Principal) -> Result<(), Error> {
+    pub async fn logout_all(&self, principal: &Principal, origin: &Origin) -> Result<(), Error> {
+        let user = &principal.user;
+        let effects = self.effects(SecurityEvent::SessionsRevoked, user, origin, None);
         if self
             .store
-            .rotate_token_gen(principal.user.id, &random_id())
+            .rotate_token_gen(user.id, &random_id(), &effects)
             .await?
         {
+            self.log_effects(&effects, origin);
             Ok(())
         } else {
             Err(Error::Unauthenticated(AuthFailure::UnknownUser))
@@ -162,13 +207,14 @@ impl Service {
     /// A success clears the count.
     async fn prove_password(&self, user: &User, password: &Password) -> Result<bool, Error> {
         let scope = self.password_proof_scope(user.id);
-        let counted = self.count_one(&scope).await?;
+        self.count_one(&scope).await?;
         let proven = self
             .hasher
             .verify(password, &user.password_hash)
             .await?
             .ok();
-        if proven && counted.n > 1 {
+        if proven {
+            // A success clears the count, this attempt's included.
             self.store.delete_counters(&[scope.key]).await?;
         }
         Ok(proven)
@@ -196,13 +242,29 @@ impl Service {
         &self,
         principal: &Principal,
         request: Parsed<AccountDeletion, ()>,
+        origin: &Origin,
     ) -> Result<(), Error> {
         let user = &principal.user;
         let request = request.map_err(|invalid| Error::Fields(invalid.errors))?;
         if !self.prove_password(user, &request.current_password).await? {
             return Err(Error::field("current_password", INVALID_PASSWORD));
         }
-        if self.store.delete_user(user, &user.token_gen).await? {
+        // The owner is told at the address the account had; its trail is removed after, by
+        // the mailer, never in this request (it is unreachable at once: ids are never reused).
+        let mut effects = self.effects(SecurityEvent::AccountDeleted, user, origin, None);
+        effects.events.clear();
+        if effects.mail.is_empty() {
+            effects
+                .mail
+                .push(self.queue_item(user, QueueKind::PurgeUser));
+        }
+        if self
+            .store
+            .delete_user(user, &user.token_gen, &effects)
+            .await?
+        {
+            self.log_event(SecurityEvent::AccountDeleted, Some(user.id), origin);
+            self.queue_signal.notify_one();
             Ok(())
         } else {
             // The token was revoked (or the user deleted) while this request ran.
@@ -216,6 +278,7 @@ impl Service {
         &self,
         principal: &Principal,
         request: Parsed<PasswordChange, Option<Password>>,
+        origin: &Origin,
     ) -> Result<(), Error> {
         let user = &principal.user;
         let request = match request {
@@ -241,8 +304,21 @@ impl Service {
             new_token_gen: self.settings.logout_on_password_change.then(random_id),
             last_login: None,
             clear_totp_failures: false,
+            reset_at: None,
+            recovery: self.cancelled_recovery(user),
         };
-        if self.store.update_password(user.id, update).await? {
+        let mut effects = self.effects(SecurityEvent::PasswordChanged, user, origin, None);
+        if update.recovery.is_some() {
+            let cancelled = self.effects(SecurityEvent::RecoveryCancelled, user, origin, None);
+            effects.events.extend(cancelled.events);
+            effects.mail.extend(cancelled.mail);
+        }
+        if self
+            .store
+            .update_password(user.id, update, &effects)
+            .await?
+        {
+            self.log_effects(&effects, origin);
             Ok(())
         } else {
             // Changed concurrently: the password this request proved is no longer current.

@@ -5,7 +5,7 @@ use crate::domain::client_ip::ClientIp;
 use crate::domain::records::{User, UserId};
 
 use crate::domain::throttle::{window_start, Counter, Rule};
-use crate::store::{CounterKey, CounterWrite};
+use crate::store::{CounterKey, CounterWrite, Effects};
 use crate::Error;
 
 use super::Service;
@@ -100,45 +100,59 @@ impl Service {
         }
     }
 
-    /// Counts one attempt in each scope (all or none), retrying when another request counted
-    /// first, or answers 429 with the longest wait of the scopes that refuse. Answers the
-    /// counters as written.
+    /// Counts one attempt in each scope that applies (all or none), retrying with a fresh read
+    /// when another request counted first, or answers 429 with the longest wait of the scopes
+    /// that refuse. `prepare` turns the counters as read (one per scope) into the counters as
+    /// they count, `None` for a scope that does not apply; it runs again on every fresh read.
+    /// Answers, per scope, the counter as written (or as read, for a scope that did not apply).
     pub async fn count_attempt(
         &self,
         scopes: &[&Scope],
-        mut counters: Vec<Counter>,
+        read: Vec<Counter>,
+        prepare: &(dyn Fn(Vec<Counter>) -> Vec<Option<Counter>> + Sync),
     ) -> Result<Vec<Counter>, Error> {
         let keys: Vec<CounterKey> = scopes.iter().map(|s| s.key.clone()).collect();
+        let mut read = read;
         for _ in 0..SWAP_ATTEMPTS {
             let now = self.now();
+            let applied = prepare(read.clone());
             let wait = scopes
                 .iter()
-                .zip(&counters)
-                .filter_map(|(scope, counter)| scope.rule.refusal(counter, now))
+                .zip(&applied)
+                .filter_map(|(scope, counter)| {
+                    counter.and_then(|counter| scope.rule.refusal(&counter, now))
+                })
                 .max();
             if let Some(wait) = wait {
                 return Err(Error::Throttled {
                     wait_seconds: wait.max(1) as u64,
                 });
             }
-            let writes: Vec<CounterWrite> = scopes
+            let counted: Vec<Option<CounterWrite>> = scopes
                 .iter()
-                .zip(&counters)
+                .zip(&applied)
                 .map(|(scope, counter)| {
-                    let counter = scope.rule.after_attempt(counter, now);
-                    CounterWrite {
-                        key: scope.key.clone(),
-                        // A known IP's record lives as long as it is known.
-                        expires_at: scope.expires_at.max(counter.known_until),
-                        counter,
-                        conditional: true,
-                    }
+                    counter.map(|counter| {
+                        let counter = scope.rule.after_attempt(&counter, now);
+                        CounterWrite {
+                            key: scope.key.clone(),
+                            // A known IP's record lives as long as it is known.
+                            expires_at: scope.expires_at.max(counter.known_until),
+                            counter,
+                            conditional: true,
+                        }
+                    })
                 })
                 .collect();
-            if self.store.swap_counters(&writes).await? {
-                return Ok(writes.into_iter().map(|w| w.counter).collect());
+            let writes: Vec<CounterWrite> = counted.iter().flatten().cloned().collect();
+            if self.store.swap_counters(&writes, &Effects::none()).await? {
+                return Ok(counted
+                    .into_iter()
+                    .zip(read)
+                    .map(|(written, read)| written.map_or(read, |w| w.counter))
+                    .collect());
             }
-            counters = self.store.counters(&keys, now).await?;
+            read = self.store.counters(&keys, now).await?;
         }
         // Contention this heavy on one counter is itself a flood.
         Err(Error::Throttled { wait_seconds: 1 })
@@ -146,39 +160,37 @@ impl Service {
 
     /// Counts one attempt in a single scope, reading its counter first.
     pub async fn count_one(&self, scope: &Scope) -> Result<Counter, Error> {
-        let counters = self
+        let read = self
             .store
             .counters(std::slice::from_ref(&scope.key), self.now())
             .await?;
-        let mut counted = self.count_attempt(&[scope], counters).await?;
+        let every = |read: Vec<Counter>| read.into_iter().map(Some).collect();
+        let mut counted = self.count_attempt(&[scope], read, &every).await?;
         Ok(counted.remove(0))
     }
 
     /// A successful login: its address + IP record becomes a known IP's (exempt from the
     /// address-wide scope for `LOGIN_KNOWN_IP_DAYS`), the address record is cleared, and the
-    /// IP scope gets its attempt back (it counts failures, not attempts).
+    /// IP scope gets its attempt back (it counts failures, not attempts). `counted` is what
+    /// [`Self::count_attempt`] answered for the scopes in [`LoginScopes::keys`] order.
     pub async fn login_succeeded(
         &self,
         scopes: &LoginScopes,
-        counted: &[(CounterKey, Counter)],
+        counted: &[Counter],
         epoch: i64,
+        effects: &Effects,
     ) -> Result<(), Error> {
         let limits = &self.settings.limits;
         let now = self.now();
-        let version_of = |key: &CounterKey| {
-            counted
-                .iter()
-                .find(|(k, _)| k == key)
-                .map_or(0, |(_, c)| c.version)
-        };
         let known_until = now + limits.login_known_ip_secs;
+        let [address_ip, address, ip] = [counted[0], counted[1], counted[2]];
         let writes = vec![
             CounterWrite {
                 key: scopes.address_ip.key.clone(),
                 counter: Counter {
                     known_until,
                     epoch,
-                    version: version_of(&scopes.address_ip.key) + 1,
+                    version: address_ip.version + 1,
                     ..Counter::default()
                 },
                 expires_at: known_until,
@@ -187,32 +199,29 @@ impl Service {
             CounterWrite {
                 key: scopes.address.key.clone(),
                 counter: Counter {
-                    version: version_of(&scopes.address.key) + 1,
+                    version: address.version + 1,
                     ..Counter::default()
                 },
                 expires_at: now + limits.login_record_secs,
                 conditional: false,
             },
         ];
-        if let Some((_, ip)) = counted.iter().find(|(k, _)| *k == scopes.ip.key) {
-            let mut give_back = writes.clone();
-            give_back.push(CounterWrite {
-                key: scopes.ip.key.clone(),
-                counter: Counter {
-                    n: ip.n.saturating_sub(1),
-                    version: ip.version + 1,
-                    ..*ip
-                },
-                expires_at: scopes.ip.expires_at,
-                conditional: true,
-            });
-            // If another attempt from this IP counted since, it keeps this one too: erring on
-            // the side of the limit costs one attempt, never lets one more through.
-            if self.store.swap_counters(&give_back).await? {
-                return Ok(());
-            }
+        let mut give_back = writes.clone();
+        give_back.push(CounterWrite {
+            key: scopes.ip.key.clone(),
+            counter: Counter {
+                n: ip.n.saturating_sub(1),
+                version: ip.version + 1,
+                ..ip
+            },
+            expires_at: scopes.ip.expires_at,
+            conditional: true,
+        });
+        // If another attempt from this IP counted since, it keeps this one too: erring on the
+        // side of the limit costs one attempt, never lets one more through.
+        if !self.store.swap_counters(&give_back, effects).await? {
+            self.store.swap_counters(&writes, effects).await?;
         }
-        self.store.swap_counters(&writes).await?;
         Ok(())
     }
 

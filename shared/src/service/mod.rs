@@ -1,7 +1,10 @@
 //! The domain: what each endpoint does, in terms of the ports. Nothing here knows HTTP or AWS.
 
 pub mod accounts;
+pub mod events;
 pub mod limits;
+pub mod mailer;
+pub mod recovery;
 pub mod requests;
 pub mod reset;
 pub mod two_factor;
@@ -12,6 +15,7 @@ use rand::RngCore;
 use subtle::ConstantTimeEq;
 
 use crate::clock::Clock;
+use crate::domain::events::{Origin, SecurityEvent};
 use crate::domain::keys::Keys;
 use crate::domain::password::PasswordHasher;
 use crate::domain::records::{User, UserId};
@@ -30,6 +34,8 @@ pub struct Service {
     pub tokens: TokenIssuer,
     pub hasher: PasswordHasher,
     pub settings: Settings,
+    /// Rung when a mail is queued, so a local delivery loop sends it at once.
+    pub queue_signal: tokio::sync::Notify,
 }
 
 /// Whether an endpoint is behind the OTP gate (SPEC §3).
@@ -43,6 +49,8 @@ pub enum Gate {
 #[derive(Debug)]
 pub struct Principal {
     pub user: User,
+    /// When the password behind the presented token was proven.
+    pub auth_time: i64,
 }
 
 /// A random opaque id: token generations and device ids.
@@ -59,11 +67,20 @@ impl Service {
 
     /// Authenticates a bearer token: signature and expiry first (no storage touched by a
     /// forged token), then the one user read, the revocation generation, and the OTP gate.
-    pub async fn authenticate(&self, token: &str, gate: Gate) -> Result<Principal, Error> {
+    pub async fn authenticate(
+        &self,
+        token: &str,
+        gate: Gate,
+        origin: &Origin,
+    ) -> Result<Principal, Error> {
         let claims = self
             .tokens
             .decode(token, self.now())
             .map_err(Error::Unauthenticated)?;
+        // The session cap: no token outlives its password proof by more than this.
+        if self.now() - claims.auth_time() > self.settings.session_max_secs {
+            return Err(Error::Unauthenticated(AuthFailure::Expired));
+        }
         let user = self
             .store
             .user(UserId(claims.user_id))
@@ -78,17 +95,37 @@ impl Service {
             // A revoked token reads as the original's per-user-secret rotation did.
             return Err(Error::Unauthenticated(AuthFailure::DecodeError));
         }
+        // A recovery whose wait is over completes now, and ends this session with the others.
+        if self
+            .complete_recovery_if_due(&user, origin)
+            .await?
+            .is_some()
+        {
+            return Err(Error::Unauthenticated(AuthFailure::DecodeError));
+        }
         let otp_verified = claims
             .otp_device_id
             .as_deref()
             .is_some_and(|device| user.has_verified_device(device));
         if gate == Gate::OtpVerified && user.confirmed_totp().is_some() && !otp_verified {
+            self.record_event(SecurityEvent::OtpGateRefused, &user, origin)
+                .await?;
             return Err(Error::OtpRequired);
         }
-        Ok(Principal { user })
+        Ok(Principal {
+            user,
+            auth_time: claims.auth_time(),
+        })
     }
 
-    pub fn issue_token(&self, user: &User, otp_device_id: Option<&str>) -> String {
-        self.tokens.issue(user, otp_device_id, self.now())
+    /// A token for `user` whose password was proven at `auth_time`.
+    pub fn issue_token(&self, user: &User, otp_device_id: Option<&str>, auth_time: i64) -> String {
+        self.tokens
+            .issue(user, otp_device_id, auth_time, self.now())
+    }
+
+    /// Whether the principal's password proof is recent enough for a two-factor change.
+    pub fn password_is_recent(&self, principal: &Principal) -> bool {
+        self.now() - principal.auth_time <= self.settings.reauth_secs
     }
 }

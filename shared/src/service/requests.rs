@@ -3,7 +3,7 @@
 
 use crate::domain::email::Email;
 use crate::domain::password::Password;
-use crate::domain::reset_token::{ResetToken, Uid};
+use crate::domain::reset_token::{LinkToken, ResetToken, Uid};
 use crate::error::FieldErrors;
 
 /// A request whose fields did not all parse: every field error, and the fields that did parse
@@ -43,6 +43,19 @@ pub struct AccountDeletion {
 
 #[derive(Debug)]
 pub struct ResetRequest {
+    pub email: Email,
+}
+
+/// A mailed link's `uid` and `token` (activation, recovery).
+#[derive(Debug)]
+pub struct LinkConfirmation {
+    pub uid: Uid,
+    /// `None` when the token does not parse: refused as a bad token.
+    pub token: Option<LinkToken>,
+}
+
+#[derive(Debug)]
+pub struct ResendActivation {
     pub email: Email,
 }
 

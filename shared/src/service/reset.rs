@@ -3,15 +3,13 @@
 
 use std::time::Duration;
 
-use tracing::Instrument;
-
-use crate::domain::client_ip::ClientIp;
+use crate::domain::events::{Origin, QueueKind, SecurityEvent};
 use crate::domain::password;
 use crate::domain::records::User;
-use crate::domain::reset_token::{ResetToken, Uid};
+use crate::domain::reset_token::Uid;
 use crate::error::FieldErrors;
 use crate::mail::MailMessage;
-use crate::store::{CounterKey, PasswordUpdate};
+use crate::store::{CounterKey, Effects, PasswordUpdate};
 use crate::Error;
 
 use super::requests::{Invalid, Parsed, ResetConfirmation, ResetRequest};
@@ -21,18 +19,7 @@ pub const INVALID_UID: &str = "Invalid user id or user doesn't exist.";
 pub const INVALID_TOKEN: &str = "Invalid token for given user.";
 
 impl Service {
-    pub fn reset_link(&self, uid: &str, token: &str) -> String {
-        self.settings
-            .reset_url_template
-            .replace(
-                "{frontend_url}",
-                self.settings.frontend_url.trim_end_matches('/'),
-            )
-            .replace("{uid}", uid)
-            .replace("{token}", token)
-    }
-
-    fn reset_message(&self, user: &User, link: &str) -> MailMessage {
+    pub(super) fn reset_message(&self, user: &User, link: &str) -> MailMessage {
         let site = &self.settings.site_name;
         let text = format!(
             "You're receiving this email because you requested a password reset for your user \
@@ -62,16 +49,16 @@ impl Service {
         }
     }
 
-    /// Always succeeds for a valid address. Known and unknown addresses do the same storage
-    /// writes, and both answer at the same deadline: the mail is sent on its own task, awaited
-    /// only until then, and a failed send is logged, never answered.
+    /// Always succeeds for a valid address. Known and unknown addresses do the same claims,
+    /// and both answer at the same deadline; for a known one the mail is queued (with the
+    /// request's event, in one write) and sent by the mailer, never on the request path.
     pub async fn request_password_reset(
         &self,
         request: Parsed<ResetRequest, ()>,
-        client: ClientIp,
+        origin: &Origin,
     ) -> Result<(), Error> {
         // The IP limit answers 429: it says nothing about which addresses have accounts.
-        self.count_one(&self.reset_request_scope(client)).await?;
+        self.count_one(&self.reset_request_scope(origin.ip)).await?;
         let email = &request
             .map_err(|invalid| Error::Fields(invalid.errors))?
             .email;
@@ -98,19 +85,16 @@ impl Service {
                 Err(other) => return Err(other),
             };
         if let (Some(user), true) = (user, may_send) {
-            let token = ResetToken::issue(&self.keys.password_reset, &user, now);
-            let link = self.reset_link(&Uid(user.id).encode(), &token);
-            let message = self.reset_message(&user, &link);
-            let mailer = self.mailer.clone();
-            let send = tokio::spawn(
-                async move {
-                    if let Err(err) = mailer.send(&message).await {
-                        tracing::error!(error = %err, "password reset mail failed");
-                    }
-                }
-                .in_current_span(),
-            );
-            let _ = tokio::time::timeout_at(deadline, send).await;
+            let effects = Effects {
+                events: vec![self.trail_event(
+                    SecurityEvent::PasswordResetRequested,
+                    user.id,
+                    origin,
+                )],
+                mail: vec![self.queue_item(&user, QueueKind::PasswordReset)],
+            };
+            self.store.record(&effects).await?;
+            self.log_effects(&effects, origin);
         }
         tokio::time::sleep_until(deadline).await;
         Ok(())
@@ -122,6 +106,7 @@ impl Service {
     pub async fn confirm_password_reset(
         &self,
         request: Parsed<ResetConfirmation, Option<Uid>>,
+        origin: &Origin,
     ) -> Result<(), Error> {
         let request = match request {
             Ok(request) => request,
@@ -165,8 +150,22 @@ impl Service {
             new_token_gen: Some(random_id()),
             last_login: Some(now),
             clear_totp_failures: true,
+            // The mailbox is proven: a pending account is active from now on.
+            reset_at: Some(now),
+            recovery: self.cancelled_recovery(&user),
         };
-        if self.store.update_password(user.id, update).await? {
+        let mut effects = self.effects(SecurityEvent::PasswordResetCompleted, &user, origin, None);
+        if update.recovery.is_some() {
+            let cancelled = self.effects(SecurityEvent::RecoveryCancelled, &user, origin, None);
+            effects.events.extend(cancelled.events);
+            effects.mail.extend(cancelled.mail);
+        }
+        if self
+            .store
+            .update_password(user.id, update, &effects)
+            .await?
+        {
+            self.log_effects(&effects, origin);
             // The mailbox was proven: the address's login limits and the password-proof count
             // start over (address + IP records are left behind with the old last login).
             self.store
@@ -185,7 +184,7 @@ impl Service {
     }
 }
 
-fn html_escape(text: &str) -> String {
+pub(super) fn html_escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

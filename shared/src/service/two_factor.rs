@@ -4,10 +4,11 @@
 
 use subtle::ConstantTimeEq;
 
+use crate::domain::events::{Origin, SecurityEvent};
 use crate::domain::records::{Failures, StaticCodes, TotpDevice, User};
 use crate::domain::totp;
 use crate::error::AuthFailure;
-use crate::store::{TotpAccept, TotpInsert};
+use crate::store::{Effects, TotpAccept, TotpInsert};
 use crate::Error;
 
 use super::{random_id, Principal, Service};
@@ -76,7 +77,12 @@ impl Service {
 
     /// Verifies a TOTP code; the first accepted code confirms the device. Answers an
     /// OTP-verified token.
-    pub async fn verify_totp(&self, principal: &Principal, code: &str) -> Result<String, Error> {
+    pub async fn verify_totp(
+        &self,
+        principal: &Principal,
+        code: &str,
+        origin: &Origin,
+    ) -> Result<String, Error> {
         let user = &principal.user;
         let device = user.totp.as_ref().ok_or(Error::CodeRefused)?;
         let now = self.now();
@@ -94,14 +100,26 @@ impl Service {
                     step,
                     drift,
                 };
-                if !self.store.accept_totp(user.id, accept).await? {
+                // The first accepted code turns two-factor on: the owner is told.
+                let mut effects = match device.confirmed {
+                    true => Effects::none(),
+                    false => self.effects(SecurityEvent::TotpEnabled, user, origin, None),
+                };
+                let succeeded = self.trail_event(SecurityEvent::OtpSucceeded, user.id, origin);
+                effects.events.push(succeeded);
+                if !self.store.accept_totp(user.id, accept, &effects).await? {
                     return Err(Error::CodeRefused);
                 }
-                Ok(self.issue_token(user, Some(&device.device_id)))
+                self.log_effects(&effects, origin);
+                // A code login proves the owner holds the device: a recovery under way stops.
+                self.cancel_recovery(user, origin).await?;
+                Ok(self.issue_token(user, Some(&device.device_id), principal.auth_time))
             }
             None => {
                 self.store
                     .record_totp_failure(user.id, &device.device_id, device.failures.count, now)
+                    .await?;
+                self.record_event(SecurityEvent::OtpFailed, user, origin)
                     .await?;
                 Err(Error::CodeRefused)
             }
@@ -110,20 +128,31 @@ impl Service {
 
     /// Removes the TOTP device and the emergency codes, ends every session, and answers a
     /// fresh password-only token.
-    pub async fn delete_totp_device(&self, principal: &Principal) -> Result<String, Error> {
+    pub async fn delete_totp_device(
+        &self,
+        principal: &Principal,
+        origin: &Origin,
+    ) -> Result<String, Error> {
         let mut user = principal.user.clone();
         let new_gen = random_id();
-        if !self.store.remove_two_factor(user.id, &new_gen).await? {
+        let effects = self.effects(SecurityEvent::TotpRemoved, &user, origin, None);
+        if !self
+            .store
+            .remove_two_factor(user.id, &new_gen, &effects)
+            .await?
+        {
             return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
         }
+        self.log_effects(&effects, origin);
         user.token_gen = new_gen;
-        Ok(self.issue_token(&user, None))
+        Ok(self.issue_token(&user, None, principal.auth_time))
     }
 
     /// Six fresh emergency codes replacing all old ones; only their keyed hashes are stored.
     pub async fn create_emergency_codes(
         &self,
         principal: &Principal,
+        origin: &Origin,
     ) -> Result<Vec<String>, Error> {
         let user = &principal.user;
         let totp_device = user
@@ -143,13 +172,15 @@ impl Service {
                 .collect(),
             failures: Failures::default(),
         };
+        let effects = self.effects(SecurityEvent::CodesGenerated, user, origin, None);
         if !self
             .store
-            .replace_static_codes(user.id, &totp_device.device_id, device)
+            .replace_static_codes(user.id, &totp_device.device_id, device, &effects)
             .await?
         {
             return Err(Error::BadRequest(NO_CONFIRMED_DEVICE));
         }
+        self.log_effects(&effects, origin);
         Ok(codes)
     }
 
@@ -158,6 +189,7 @@ impl Service {
         &self,
         principal: &Principal,
         code: &str,
+        origin: &Origin,
     ) -> Result<String, Error> {
         let user = &principal.user;
         let codes = user.static_codes.as_ref().ok_or(Error::CodeRefused)?;
@@ -169,19 +201,27 @@ impl Service {
         let known = codes.hashes.iter().fold(false, |found, h| {
             found | bool::from(h.as_bytes().ct_eq(hash.as_bytes()))
         });
+        let codes_left = codes.hashes.len().saturating_sub(1);
+        let mut effects = self.effects(SecurityEvent::CodeUsed, user, origin, Some(codes_left));
+        let succeeded = self.trail_event(SecurityEvent::OtpSucceeded, user.id, origin);
+        effects.events.push(succeeded);
         if known
             && self
                 .store
-                .consume_static_code(user.id, &hash, codes.failures.count)
+                .consume_static_code(user.id, &hash, codes.failures.count, &effects)
                 .await?
         {
-            return Ok(self.issue_token(user, Some(&codes.device_id)));
+            self.log_effects(&effects, origin);
+            self.cancel_recovery(user, origin).await?;
+            return Ok(self.issue_token(user, Some(&codes.device_id), principal.auth_time));
         }
         if !known {
             self.store
                 .record_static_failure(user.id, codes.failures.count, now)
                 .await?;
         }
+        self.record_event(SecurityEvent::OtpFailed, user, origin)
+            .await?;
         Err(Error::CodeRefused)
     }
 }

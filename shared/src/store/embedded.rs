@@ -9,17 +9,67 @@ use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CounterKey, CounterWrite, Created, PasswordUpdate, Store, StoreError, StoreResult, TotpAccept,
-    TotpInsert,
+    Claim, CounterKey, CounterWrite, Created, Effects, FailureHour, PasswordUpdate, Store,
+    StoreError, StoreResult, TotpAccept, TotpInsert,
 };
+use crate::domain::events::{QueueItem, TrailEvent};
 use crate::domain::records::NewUser;
-use crate::domain::records::{Failures, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::records::{Failures, Recovery, StaticCodes, TotpDevice, User, UserId};
 use crate::domain::throttle::Counter;
 
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
 const EMAILS: TableDefinition<&str, u64> = TableDefinition::new("emails");
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 const THROTTLES: TableDefinition<&str, &[u8]> = TableDefinition::new("throttles");
+/// Trail events under `<user:020>|<position>`, so one user's are a key range.
+const TRAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("trail");
+/// Login failures per address and hour under `<email_norm>|<hour:012>`.
+const FAILURE_HOURS: TableDefinition<&str, &[u8]> = TableDefinition::new("failure_hours");
+/// The mail queue: item id to item and claim.
+const MAIL_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("mail_queue");
+
+#[derive(Serialize, Deserialize)]
+struct QueueRecord {
+    item: QueueItem,
+    claimed_until: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct FailureRecord {
+    failed: u32,
+    throttled: u32,
+    expires_at: i64,
+}
+
+fn trail_key(user: UserId, position: &str) -> String {
+    format!("{:020}|{position}", user.0)
+}
+
+fn write_effects(tx: &WriteTransaction, effects: &Effects) -> StoreResult<()> {
+    if !effects.events.is_empty() {
+        let mut trail = tx.open_table(TRAIL).map_err(unavailable)?;
+        for event in &effects.events {
+            trail
+                .insert(
+                    trail_key(event.user, &event.position()).as_str(),
+                    encode(event)?.as_slice(),
+                )
+                .map_err(unavailable)?;
+        }
+    }
+    for item in &effects.mail {
+        let record = QueueRecord {
+            item: item.clone(),
+            claimed_until: 0,
+        };
+        tx.open_table(MAIL_QUEUE)
+            .map_err(unavailable)?
+            .insert(item.id.as_str(), encode(&record)?.as_slice())
+            .map_err(unavailable)?;
+    }
+    Ok(())
+}
+
 /// Abuse-limit counters under `<partition>|<sort>` of their [`CounterKey`].
 const COUNTER_RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("counters_v2");
 
@@ -120,6 +170,9 @@ impl EmbeddedStore {
         tx.open_table(COUNTERS).map_err(unavailable)?;
         tx.open_table(THROTTLES).map_err(unavailable)?;
         tx.open_table(COUNTER_RECORDS).map_err(unavailable)?;
+        tx.open_table(TRAIL).map_err(unavailable)?;
+        tx.open_table(FAILURE_HOURS).map_err(unavailable)?;
+        tx.open_table(MAIL_QUEUE).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -147,10 +200,13 @@ impl EmbeddedStore {
     }
 
     /// Reads and rewrites one user in a write transaction: `change` answers whether to save.
-    async fn update_user<F>(&self, id: UserId, change: F) -> StoreResult<bool>
+    /// Reads and rewrites one user in a write transaction, with the change's effects: `change`
+    /// answers whether to save (and so whether the effects are written too).
+    async fn update_user<F>(&self, id: UserId, effects: &Effects, change: F) -> StoreResult<bool>
     where
         F: FnOnce(&mut User) -> bool + Send + 'static,
     {
+        let effects = effects.clone();
         self.write(move |tx| {
             let Some(mut user) = get_user(tx, id)? else {
                 return Ok((false, false));
@@ -159,6 +215,7 @@ impl EmbeddedStore {
                 return Ok((false, false));
             }
             put_user(tx, &user)?;
+            write_effects(tx, &effects)?;
             Ok((true, true))
         })
         .await
@@ -195,7 +252,8 @@ fn read_user_by_email(tx: &redb::ReadTransaction, email_norm: &str) -> StoreResu
 
 #[async_trait]
 impl Store for EmbeddedStore {
-    async fn create_user(&self, new: NewUser) -> StoreResult<Created> {
+    async fn create_user(&self, new: NewUser, effects: &Effects) -> StoreResult<Created> {
+        let effects = effects.clone();
         self.write(move |tx| {
             let mut emails = tx.open_table(EMAILS).map_err(unavailable)?;
             if emails
@@ -219,6 +277,12 @@ impl Store for EmbeddedStore {
             drop((emails, counters));
             let user = new.into_user(UserId(id));
             put_user(tx, &user)?;
+            // Queued mail names the user, whose id is only known now.
+            let mut effects = effects;
+            for mail in &mut effects.mail {
+                mail.user = user.id;
+            }
+            write_effects(tx, &effects)?;
             Ok((Created::User(Box::new(user)), true))
         })
         .await
@@ -270,8 +334,9 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn swap_counters(&self, writes: &[CounterWrite]) -> StoreResult<bool> {
+    async fn swap_counters(&self, writes: &[CounterWrite], effects: &Effects) -> StoreResult<bool> {
         let writes = writes.to_vec();
+        let effects = effects.clone();
         self.write(move |tx| {
             {
                 let table = tx.open_table(COUNTER_RECORDS).map_err(unavailable)?;
@@ -284,6 +349,7 @@ impl Store for EmbeddedStore {
                 }
             }
             write_counters(tx, &writes)?;
+            write_effects(tx, &effects)?;
             Ok((true, true))
         })
         .await
@@ -325,17 +391,28 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn rotate_token_gen(&self, id: UserId, new_gen: &str) -> StoreResult<bool> {
+    async fn rotate_token_gen(
+        &self,
+        id: UserId,
+        new_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
         let new_gen = new_gen.to_owned();
-        self.update_user(id, move |user| {
+        self.update_user(id, effects, move |user| {
             user.token_gen = new_gen;
             true
         })
         .await
     }
 
-    async fn delete_user(&self, user: &User, seen_gen: &str) -> StoreResult<bool> {
+    async fn delete_user(
+        &self,
+        user: &User,
+        seen_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
         let (id, email_norm, seen_gen) = (user.id, user.email_norm.clone(), seen_gen.to_owned());
+        let effects = effects.clone();
         self.write(move |tx| {
             match get_user(tx, id)? {
                 Some(current) if current.token_gen == seen_gen => {}
@@ -349,13 +426,19 @@ impl Store for EmbeddedStore {
                 .map_err(unavailable)?
                 .remove(email_norm.as_str())
                 .map_err(unavailable)?;
+            write_effects(tx, &effects)?;
             Ok((true, true))
         })
         .await
     }
 
-    async fn update_password(&self, id: UserId, update: PasswordUpdate) -> StoreResult<bool> {
-        self.update_user(id, move |user| {
+    async fn update_password(
+        &self,
+        id: UserId,
+        update: PasswordUpdate,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        self.update_user(id, effects, move |user| {
             if user.password_hash != update.expected_hash {
                 return false;
             }
@@ -368,6 +451,13 @@ impl Store for EmbeddedStore {
             }
             if let (true, Some(device)) = (update.clear_totp_failures, user.totp.as_mut()) {
                 device.failures = Failures::default();
+            }
+            if let Some(at) = update.reset_at {
+                user.reset_at = Some(at);
+                user.pending = false;
+            }
+            if let Some(recovery) = update.recovery {
+                user.recovery = recovery;
             }
             true
         })
@@ -389,8 +479,13 @@ impl Store for EmbeddedStore {
         .await
     }
 
-    async fn accept_totp(&self, id: UserId, accept: TotpAccept) -> StoreResult<bool> {
-        self.update_user(id, move |user| match user.totp.as_mut() {
+    async fn accept_totp(
+        &self,
+        id: UserId,
+        accept: TotpAccept,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        self.update_user(id, effects, move |user| match user.totp.as_mut() {
             Some(device)
                 if device.device_id == accept.device_id
                     && device.failures.count == accept.seen_failures
@@ -415,7 +510,7 @@ impl Store for EmbeddedStore {
         now: i64,
     ) -> StoreResult<bool> {
         let device_id = device_id.to_owned();
-        self.update_user(id, move |user| match user.totp.as_mut() {
+        self.update_user(id, &Effects::none(), move |user| match user.totp.as_mut() {
             Some(device)
                 if device.device_id == device_id && device.failures.count == seen_failures =>
             {
@@ -435,9 +530,10 @@ impl Store for EmbeddedStore {
         id: UserId,
         totp_device_id: &str,
         codes: StaticCodes,
+        effects: &Effects,
     ) -> StoreResult<bool> {
         let totp_device_id = totp_device_id.to_owned();
-        self.update_user(id, move |user| {
+        self.update_user(id, effects, move |user| {
             if user
                 .confirmed_totp()
                 .is_none_or(|d| d.device_id != totp_device_id)
@@ -455,9 +551,10 @@ impl Store for EmbeddedStore {
         id: UserId,
         hash: &str,
         seen_failures: u32,
+        effects: &Effects,
     ) -> StoreResult<bool> {
         let hash = hash.to_owned();
-        self.update_user(id, move |user| {
+        self.update_user(id, effects, move |user| {
             let Some(codes) = user.static_codes.as_mut() else {
                 return false;
             };
@@ -483,26 +580,258 @@ impl Store for EmbeddedStore {
         seen_failures: u32,
         now: i64,
     ) -> StoreResult<bool> {
-        self.update_user(id, move |user| match user.static_codes.as_mut() {
-            Some(codes) if codes.failures.count == seen_failures => {
-                codes.failures = Failures {
-                    count: seen_failures + 1,
-                    last_at: now,
-                };
-                true
+        self.update_user(id, &Effects::none(), move |user| {
+            match user.static_codes.as_mut() {
+                Some(codes) if codes.failures.count == seen_failures => {
+                    codes.failures = Failures {
+                        count: seen_failures + 1,
+                        last_at: now,
+                    };
+                    true
+                }
+                _ => false,
             }
-            _ => false,
         })
         .await
     }
 
-    async fn remove_two_factor(&self, id: UserId, new_gen: &str) -> StoreResult<bool> {
+    async fn remove_two_factor(
+        &self,
+        id: UserId,
+        new_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
         let new_gen = new_gen.to_owned();
-        self.update_user(id, move |user| {
+        self.update_user(id, effects, move |user| {
             user.totp = None;
             user.static_codes = None;
             user.token_gen = new_gen;
             true
+        })
+        .await
+    }
+
+    async fn set_recovery(
+        &self,
+        id: UserId,
+        seen: &Recovery,
+        next: Recovery,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        let seen = seen.clone();
+        self.update_user(id, effects, move |user| {
+            if user.recovery != seen {
+                return false;
+            }
+            user.recovery = next;
+            true
+        })
+        .await
+    }
+
+    async fn complete_recovery(
+        &self,
+        id: UserId,
+        seen_until: i64,
+        new_gen: &str,
+        next: Recovery,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        let new_gen = new_gen.to_owned();
+        self.update_user(id, effects, move |user| {
+            if user.recovery.until != Some(seen_until) {
+                return false;
+            }
+            user.totp = None;
+            user.static_codes = None;
+            user.token_gen = new_gen;
+            user.recovery = next;
+            true
+        })
+        .await
+    }
+
+    async fn activate(&self, id: UserId, effects: &Effects) -> StoreResult<bool> {
+        self.update_user(id, effects, move |user| {
+            let was_pending = user.pending;
+            user.pending = false;
+            was_pending
+        })
+        .await
+    }
+
+    async fn record(&self, effects: &Effects) -> StoreResult<()> {
+        let effects = effects.clone();
+        self.write(move |tx| {
+            write_effects(tx, &effects)?;
+            Ok(((), !effects.is_empty()))
+        })
+        .await
+    }
+
+    async fn count_login_failure(
+        &self,
+        email_norm: &str,
+        hour: i64,
+        throttled: bool,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        let key = format!("{email_norm}|{hour:012}");
+        self.write(move |tx| {
+            let mut table = tx.open_table(FAILURE_HOURS).map_err(unavailable)?;
+            let mut record = match table.get(key.as_str()).map_err(unavailable)? {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                None => FailureRecord {
+                    failed: 0,
+                    throttled: 0,
+                    expires_at,
+                },
+            };
+            match throttled {
+                true => record.throttled += 1,
+                false => record.failed += 1,
+            }
+            record.expires_at = expires_at;
+            table
+                .insert(key.as_str(), encode(&record)?.as_slice())
+                .map_err(unavailable)?;
+            Ok(((), true))
+        })
+        .await
+    }
+
+    async fn trail(
+        &self,
+        user: UserId,
+        before: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<TrailEvent>> {
+        let (low, high) = (trail_key(user, ""), trail_key(user, before));
+        self.read(move |tx| {
+            let table = tx.open_table(TRAIL).map_err(unavailable)?;
+            let range = table
+                .range(low.as_str()..high.as_str())
+                .map_err(unavailable)?;
+            let mut events = Vec::new();
+            for entry in range.rev().take(limit) {
+                let (_, value) = entry.map_err(unavailable)?;
+                events.push(
+                    serde_json::from_slice(value.value())
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+            Ok(events)
+        })
+        .await
+    }
+
+    async fn failure_hours(
+        &self,
+        email_norm: &str,
+        before_hour: i64,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<FailureHour>> {
+        let low = format!("{email_norm}|");
+        let high = format!("{email_norm}|{before_hour:012}");
+        self.read(move |tx| {
+            let table = tx.open_table(FAILURE_HOURS).map_err(unavailable)?;
+            let range = table
+                .range(low.as_str()..high.as_str())
+                .map_err(unavailable)?;
+            let mut hours = Vec::new();
+            for entry in range.rev() {
+                let (key, value) = entry.map_err(unavailable)?;
+                let record: FailureRecord = serde_json::from_slice(value.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                if record.expires_at <= now {
+                    continue;
+                }
+                let hour = key
+                    .value()
+                    .rsplit_once('|')
+                    .and_then(|(_, h)| h.parse().ok())
+                    .ok_or_else(|| StoreError::Corrupt("failure hour key".to_owned()))?;
+                hours.push(FailureHour {
+                    hour,
+                    failed: record.failed,
+                    throttled: record.throttled,
+                });
+                if hours.len() == limit {
+                    break;
+                }
+            }
+            Ok(hours)
+        })
+        .await
+    }
+
+    async fn queued(&self, limit: usize) -> StoreResult<Vec<String>> {
+        self.read(move |tx| {
+            let table = tx.open_table(MAIL_QUEUE).map_err(unavailable)?;
+            let mut ids = Vec::new();
+            for entry in table.iter().map_err(unavailable)?.take(limit) {
+                let (key, _) = entry.map_err(unavailable)?;
+                ids.push(key.value().to_owned());
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    async fn claim_queued(&self, id: &str, now: i64, until: i64) -> StoreResult<Claim> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let mut table = tx.open_table(MAIL_QUEUE).map_err(unavailable)?;
+            let record: QueueRecord = match table.get(id.as_str()).map_err(unavailable)? {
+                Some(v) => serde_json::from_slice(v.value())
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                None => return Ok((Claim::Gone, false)),
+            };
+            if record.claimed_until > now {
+                return Ok((Claim::Busy, false));
+            }
+            let claimed = QueueRecord {
+                item: record.item.clone(),
+                claimed_until: until,
+            };
+            table
+                .insert(id.as_str(), encode(&claimed)?.as_slice())
+                .map_err(unavailable)?;
+            Ok((Claim::Claimed(record.item), true))
+        })
+        .await
+    }
+
+    async fn remove_queued(&self, id: &str) -> StoreResult<()> {
+        let id = id.to_owned();
+        self.write(move |tx| {
+            let removed = tx
+                .open_table(MAIL_QUEUE)
+                .map_err(unavailable)?
+                .remove(id.as_str())
+                .map_err(unavailable)?
+                .is_some();
+            Ok(((), removed))
+        })
+        .await
+    }
+
+    async fn purge_user(&self, user: UserId) -> StoreResult<()> {
+        let (low, high) = (trail_key(user, ""), trail_key(user, "~"));
+        self.write(move |tx| {
+            let mut table = tx.open_table(TRAIL).map_err(unavailable)?;
+            let keys: Vec<String> = table
+                .range(low.as_str()..high.as_str())
+                .map_err(unavailable)?
+                .map(|entry| entry.map(|(k, _)| k.value().to_owned()))
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            for key in &keys {
+                table.remove(key.as_str()).map_err(unavailable)?;
+            }
+            Ok(((), !keys.is_empty()))
         })
         .await
     }

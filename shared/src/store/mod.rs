@@ -7,7 +7,8 @@ pub mod embedded;
 
 use async_trait::async_trait;
 
-use crate::domain::records::{NewUser, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::events::{QueueItem, TrailEvent};
+use crate::domain::records::{NewUser, Recovery, StaticCodes, TotpDevice, User, UserId};
 use crate::domain::throttle::Counter;
 
 /// Which abuse-limit counter (docs/data-model.md#abuse-limit-counters). Windows are the start of
@@ -24,8 +25,10 @@ pub enum CounterKey {
 }
 
 /// Keeps a key part within DynamoDB's key size whatever a client typed (an address is at most
-/// 254 characters, but a login may type anything): long parts are replaced by their SHA-256.
-fn bounded(part: &str) -> String {
+/// 254 characters, but NFC may triple a character's bytes, and a login may type anything):
+/// long parts are replaced by their SHA-256. No real address is that long, so no account's key
+/// changes.
+pub fn bounded(part: &str) -> String {
     use sha2::Digest;
     if part.len() <= 512 {
         return part.to_owned();
@@ -73,6 +76,46 @@ pub struct CounterWrite {
     pub conditional: bool,
 }
 
+/// What a change leaves behind, written in the same atomic write as the change: its trail
+/// events and its queued mail. A change and its notice happen together or not at all.
+#[derive(Debug, Clone, Default)]
+pub struct Effects {
+    pub events: Vec<TrailEvent>,
+    pub mail: Vec<QueueItem>,
+}
+
+impl Effects {
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty() && self.mail.is_empty()
+    }
+}
+
+/// Outcome of [`Store::claim_queued`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// This delivery holds the item now.
+    Claimed(QueueItem),
+    /// Another delivery holds it (it may have crashed: try again after its claim).
+    Busy,
+    /// Delivered and removed already.
+    Gone,
+}
+
+/// Failed and throttled logins of an address in one hour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FailureHour {
+    pub hour: i64,
+    pub failed: u32,
+    pub throttled: u32,
+}
+
+/// How long trail events are kept.
+pub const TRAIL_SECS: i64 = 90 * 24 * 3600;
+
 /// A password replacement, applied only if the hash is still the one the caller saw.
 #[derive(Debug, Clone)]
 pub struct PasswordUpdate {
@@ -83,6 +126,10 @@ pub struct PasswordUpdate {
     pub last_login: Option<i64>,
     /// Reset the TOTP failure count (a completed reset lifts the TOTP hard limit).
     pub clear_totp_failures: bool,
+    /// A completed reset: when, and it activates a pending account (the mailbox was proven).
+    pub reset_at: Option<i64>,
+    /// The recovery state to set (a change or reset cancels a recovery under way).
+    pub recovery: Option<Recovery>,
 }
 
 /// A TOTP code accepted at `step`: applied only if the device is the one seen, its failure count
@@ -128,7 +175,7 @@ pub enum TotpInsert {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Allocates a fresh id and inserts the user together with its email claim, atomically.
-    async fn create_user(&self, new: NewUser) -> StoreResult<Created>;
+    async fn create_user(&self, new: NewUser, effects: &Effects) -> StoreResult<Created>;
 
     async fn user(&self, id: UserId) -> StoreResult<Option<User>>;
 
@@ -149,7 +196,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Writes every counter, all or none: false when a conditional one is no longer at the
     /// version before the one it carries (another request counted first).
-    async fn swap_counters(&self, writes: &[CounterWrite]) -> StoreResult<bool>;
+    async fn swap_counters(&self, writes: &[CounterWrite], effects: &Effects) -> StoreResult<bool>;
 
     async fn delete_counters(&self, keys: &[CounterKey]) -> StoreResult<()>;
 
@@ -158,16 +205,36 @@ pub trait Store: Send + Sync + 'static {
     async fn claim_reset_mail(&self, email_norm: &str, now: i64, window: i64) -> StoreResult<bool>;
 
     /// Replaces the token generation (logout of all devices). False if the user is gone.
-    async fn rotate_token_gen(&self, id: UserId, new_gen: &str) -> StoreResult<bool>;
+    async fn rotate_token_gen(
+        &self,
+        id: UserId,
+        new_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
 
     /// Deletes the user and its email claim, only if its token generation is still `seen_gen`.
-    async fn delete_user(&self, user: &User, seen_gen: &str) -> StoreResult<bool>;
+    async fn delete_user(
+        &self,
+        user: &User,
+        seen_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
 
-    async fn update_password(&self, id: UserId, update: PasswordUpdate) -> StoreResult<bool>;
+    async fn update_password(
+        &self,
+        id: UserId,
+        update: PasswordUpdate,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
 
     async fn insert_totp_device(&self, id: UserId, device: TotpDevice) -> StoreResult<TotpInsert>;
 
-    async fn accept_totp(&self, id: UserId, accept: TotpAccept) -> StoreResult<bool>;
+    async fn accept_totp(
+        &self,
+        id: UserId,
+        accept: TotpAccept,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
 
     /// Counts a failed TOTP attempt if the failure count is still `seen_failures`.
     async fn record_totp_failure(
@@ -184,6 +251,7 @@ pub trait Store: Send + Sync + 'static {
         id: UserId,
         totp_device_id: &str,
         codes: StaticCodes,
+        effects: &Effects,
     ) -> StoreResult<bool>;
 
     /// Uses one emergency code (removes its hash) if it is unused and the failure count is still
@@ -193,6 +261,7 @@ pub trait Store: Send + Sync + 'static {
         id: UserId,
         hash: &str,
         seen_failures: u32,
+        effects: &Effects,
     ) -> StoreResult<bool>;
 
     async fn record_static_failure(
@@ -203,7 +272,78 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     /// Removes the TOTP device and the emergency codes and rotates the token generation.
-    async fn remove_two_factor(&self, id: UserId, new_gen: &str) -> StoreResult<bool>;
+    async fn remove_two_factor(
+        &self,
+        id: UserId,
+        new_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
+
+    // Recovery and activation (docs/api.md#recovery, docs/api.md#activation).
+
+    /// Sets the recovery state, if it is still the one seen (its nonce and wait).
+    async fn set_recovery(
+        &self,
+        id: UserId,
+        seen: &Recovery,
+        next: Recovery,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
+
+    /// A recovery whose wait is over: removes the TOTP device and the codes, rotates the token
+    /// generation (every session ends) and sets the recovery state, if the wait is still the
+    /// one seen.
+    async fn complete_recovery(
+        &self,
+        id: UserId,
+        seen_until: i64,
+        new_gen: &str,
+        next: Recovery,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
+
+    /// Activates a pending account; false if it is not pending (any more).
+    async fn activate(&self, id: UserId, effects: &Effects) -> StoreResult<bool>;
+
+    // Security events and the mail queue (docs/api.md#security-events).
+
+    /// Writes events and a queued mail that no change carries (a login, a refused gate).
+    async fn record(&self, effects: &Effects) -> StoreResult<()>;
+
+    /// Counts a failed (or throttled) login of an address in its hour, account or not.
+    async fn count_login_failure(
+        &self,
+        email_norm: &str,
+        hour: i64,
+        throttled: bool,
+        expires_at: i64,
+    ) -> StoreResult<()>;
+
+    /// A user's events before `before` (a [`TrailEvent::position`], or `~` for all), newest
+    /// first, at most `limit`.
+    async fn trail(&self, user: UserId, before: &str, limit: usize)
+        -> StoreResult<Vec<TrailEvent>>;
+
+    /// An address's login-failure hours before `before_hour`, newest first, at most `limit`.
+    async fn failure_hours(
+        &self,
+        email_norm: &str,
+        before_hour: i64,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<FailureHour>>;
+
+    /// The ids of queued items, oldest first (key operations only: one queue partition).
+    async fn queued(&self, limit: usize) -> StoreResult<Vec<String>>;
+
+    /// Claims a queued item until `until`, if it is still queued and not claimed by another
+    /// delivery whose claim is alive at `now`.
+    async fn claim_queued(&self, id: &str, now: i64, until: i64) -> StoreResult<Claim>;
+
+    async fn remove_queued(&self, id: &str) -> StoreResult<()>;
+
+    /// Removes what a deleted user left behind (the trail).
+    async fn purge_user(&self, user: UserId) -> StoreResult<()>;
 }
 
 impl From<StoreError> for crate::Error {

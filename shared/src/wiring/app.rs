@@ -80,6 +80,7 @@ impl App {
                 tokens,
                 hasher,
                 settings,
+                queue_signal: tokio::sync::Notify::new(),
             },
         })
     }

@@ -56,6 +56,13 @@ pub fn settings_from_env(mode: Mode) -> Result<Settings, ConfigError> {
     s.token_lifetime_secs = parse_or("JWT_EXPIRATION_SECONDS", s.token_lifetime_secs)?;
     s.logout_on_password_change =
         parse_or("LOGOUT_ON_PASSWORD_CHANGE", s.logout_on_password_change)?;
+    s.notify_security_events = parse_or("NOTIFY_SECURITY_EVENTS", s.notify_security_events)?;
+    s.session_max_secs = parse_or("SESSION_MAX_SECONDS", s.session_max_secs)?;
+    s.reauth_secs = parse_or("REAUTH_SECONDS", s.reauth_secs)?;
+    s.recovery_delay_secs = parse_or("TOTP_RECOVERY_DELAY_SECONDS", s.recovery_delay_secs)?;
+    s.send_activation_email = parse_or("SEND_ACTIVATION_EMAIL", s.send_activation_email)?;
+    s.activation_url_template = var("ACTIVATION_URL").unwrap_or(s.activation_url_template);
+    s.recovery_url_template = var("TOTP_RECOVERY_URL").unwrap_or(s.recovery_url_template);
     s.password_reset_timeout_secs =
         parse_or("PASSWORD_RESET_TIMEOUT", s.password_reset_timeout_secs)?;
     s.reset_min_duration_ms = parse_or("RESET_MIN_DURATION_MS", s.reset_min_duration_ms)?;

@@ -3,6 +3,8 @@
 mod accounts;
 mod conventions;
 mod dynamodb_calls;
+mod events;
+mod lifecycle;
 mod limits;
 mod login;
 mod reset;

@@ -5,7 +5,7 @@ const NEW_PASSWORD: &str = "a-brand-new-passphrase-7";
 
 async fn reset_link_from_outbox(server: &TestServer, to: &str) -> (String, String) {
     let mail = server
-        .wait_for_mail(to)
+        .wait_for_reset_mail(to)
         .await
         .expect("a reset mail in the outbox");
     assert!(
@@ -106,7 +106,7 @@ async fn at_most_one_reset_mail_per_address_per_minute() {
     let server = TestServer::start().await;
     let (email, _) = server.signed_up("rate").await;
     assert_eq!(server.request_reset(&email).await.status, 204);
-    assert!(server.wait_for_mail(&email).await.is_some());
+    assert!(server.wait_for_reset_mail(&email).await.is_some());
     assert_eq!(server.request_reset(&email).await.status, 204);
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(server.outbox_messages().len(), 1);
@@ -199,30 +199,7 @@ async fn the_reset_mail_goes_through_ses_and_completes_the_reset() {
     let (email, _) = server.signed_up("ses").await;
     assert_eq!(server.request_reset(&email).await.status, 204);
     // Read the message back from the SES emulator.
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("set by ./scripts/test");
-    let client: hyper_util::client::legacy::Client<_, http_body_util::Empty<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let mut found = None;
-    for _ in 0..50 {
-        let response = client
-            .get(format!("{endpoint}/moto-api/data.json").parse().unwrap())
-            .await
-            .expect("moto data");
-        use http_body_util::BodyExt;
-        let body = response.into_body().collect().await.unwrap().to_bytes();
-        let data: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        found = data["ses"]["Message"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|m| m.to_string().contains(&email))
-            .cloned();
-        if found.is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let found = ses_message(&email, "Password reset on").await;
     let message = found.expect("the reset mail reached SES");
     assert_eq!(message["subject"], "Password reset on Accounts");
     let (uid, token) = reset_link_parts(message["body"].as_str().unwrap());

@@ -5,7 +5,7 @@
 use api_tests::*;
 use auth::clock::Clock;
 use auth::domain::records::NewUser;
-use auth::store::Created;
+use auth::store::{Created, Effects};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -42,7 +42,7 @@ async fn forget(server: &TestServer, email: &str) {
         .app
         .service
         .store
-        .delete_user(&user, &user.token_gen)
+        .delete_user(&user, &user.token_gen, &Effects::none())
         .await
         .expect("store"));
 }
@@ -153,13 +153,17 @@ async fn every_django_pbkdf2_hash_logs_in_and_is_upgraded_to_argon2id() {
             .app
             .service
             .store
-            .create_user(NewUser {
-                email: email.clone(),
-                email_norm: email.to_lowercase(),
-                password_hash: hash.to_owned(),
-                token_gen: random_hex(16),
-                created_at: server.clock.now(),
-            })
+            .create_user(
+                NewUser {
+                    email: email.clone(),
+                    email_norm: email.to_lowercase(),
+                    password_hash: hash.to_owned(),
+                    token_gen: random_hex(16),
+                    created_at: server.clock.now(),
+                    pending: false,
+                },
+                &Effects::none(),
+            )
             .await
             .expect("store");
         let Created::User(user) = created else {

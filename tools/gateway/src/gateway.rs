@@ -176,6 +176,17 @@ pub async fn run(options: Options) -> Result<(), String> {
         deployment.functions.len(),
         options.instances
     ));
+    for (id, sources) in &deployment.not_run {
+        say(&format!(
+            "NOT RUN: {id} (no HTTP route reaches it; its {} event source is not emulated, so \
+             what it would do does not happen here)",
+            if sources.is_empty() {
+                "(none)".to_owned()
+            } else {
+                sources.join(", ")
+            }
+        ));
+    }
     if deployment.api.cors {
         say("the API configures CORS: API Gateway's CORS handling is NOT emulated here");
     }

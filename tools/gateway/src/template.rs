@@ -213,7 +213,10 @@ pub struct ApiSpec {
 #[derive(Debug, Clone)]
 pub struct Deployment {
     pub api: ApiSpec,
+    /// The functions HTTP routes reach: the ones the gateway runs.
     pub functions: Vec<FunctionSpec>,
+    /// The other functions (logical id, their event source types): not run.
+    pub not_run: Vec<(String, Vec<String>)>,
     pub region: String,
     pub account_id: String,
 }
@@ -373,30 +376,48 @@ impl Template {
         let globals = self.root["Globals"]["Function"].clone();
         let mut functions = Vec::new();
         let mut api_ids = Vec::new();
+        let mut not_run = Vec::new();
         for (id, resource) in self.resources() {
             if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
                 continue;
             }
+            // A function no route reaches (a stream or queue consumer) is not run: its event
+            // source is not emulated. Start-up names it.
+            match self.function_routes(&id, resource) {
+                Ok(routes) if routes.is_empty() => {
+                    let sources: Vec<String> = resource["Properties"]["Events"]
+                        .as_mapping()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|(_, e)| e["Type"].as_str().map(str::to_owned))
+                        .collect();
+                    not_run.push((id.clone(), sources));
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
+            }
             match self.function(&id, resource, &globals, binaries) {
                 Ok(function) => {
-                    if !function.routes.is_empty() {
-                        for (_, event) in resource["Properties"]["Events"]
-                            .as_mapping()
-                            .into_iter()
-                            .flatten()
-                        {
-                            if event["Type"].as_str() == Some("HttpApi") {
-                                let api = match &event["Properties"]["ApiId"] {
-                                    Value::Null => "ServerlessHttpApi".to_owned(),
-                                    v => ref_target(v).unwrap_or_else(|| "?".into()),
-                                };
-                                if !api_ids.contains(&api) {
-                                    api_ids.push(api);
-                                }
+                    for (_, event) in resource["Properties"]["Events"]
+                        .as_mapping()
+                        .into_iter()
+                        .flatten()
+                    {
+                        if event["Type"].as_str() == Some("HttpApi") {
+                            let api = match &event["Properties"]["ApiId"] {
+                                Value::Null => "ServerlessHttpApi".to_owned(),
+                                v => ref_target(v).unwrap_or_else(|| "?".into()),
+                            };
+                            if !api_ids.contains(&api) {
+                                api_ids.push(api);
                             }
                         }
-                        functions.push(function);
                     }
+                    functions.push(function);
                 }
                 Err(e) => errors.push(e),
             }
@@ -432,6 +453,7 @@ impl Template {
         Ok(Deployment {
             api,
             functions,
+            not_run,
             region: self.pseudo("AWS::Region")?,
             account_id: self.pseudo("AWS::AccountId")?,
         })
@@ -1086,6 +1108,12 @@ Resources:
       Events:
         A: {Type: HttpApi, Properties: {ApiId: !Ref Api, Method: post, Path: "/a/{code}"}}
         B: {Type: HttpApi, Properties: {ApiId: !Ref Api}}
+  Consumer:
+    Type: AWS::Serverless::Function
+    Properties:
+      Environment: {Variables: {UNRESOLVABLE: !GetAtt Nowhere.Arn}}
+      Events:
+        Changes: {Type: DynamoDB, Properties: {Stream: !GetAtt Table.StreamArn}}
 "#;
 
     #[test]
@@ -1125,6 +1153,11 @@ Resources:
         let keys: Vec<String> = function.routes.iter().map(RouteDecl::key).collect();
         assert_eq!(keys, ["POST /a/{code}", "$default"]);
         assert_eq!(deployment.api.stage, "$default");
+        // No route reaches the stream consumer: not run, not resolved, named.
+        assert_eq!(
+            deployment.not_run,
+            [("Consumer".to_owned(), vec!["DynamoDB".to_owned()])]
+        );
     }
 
     #[test]

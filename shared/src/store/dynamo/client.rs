@@ -7,13 +7,14 @@ use std::time::Duration;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValue, TransactWriteItem};
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update};
 
 use super::expr::Expr;
 use super::items::*;
 use super::DynamoStore;
 use crate::domain::records::{User, UserId};
-use crate::store::{StoreError, StoreResult};
+use crate::store::{Effects, StoreError, StoreResult};
 
 /// How often a transaction cancelled only by a conflicting transaction (not by a condition) is
 /// tried again, and how often unprocessed keys of a batch read are asked for again.
@@ -115,8 +116,30 @@ impl DynamoStore {
         update: String,
         condition: String,
         expr: Expr,
+        effects: &Effects,
     ) -> StoreResult<bool> {
         let (names, values) = expr.into_parts();
+        if !effects.is_empty() {
+            // The change and what it leaves behind (events, a queued mail): one transaction.
+            let update = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(key))
+                .update_expression(update)
+                .condition_expression(condition)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(build_error)?;
+            let mut items = vec![TransactWriteItem::builder().update(update).build()];
+            items.extend(self.effect_puts(effects)?);
+            return match self.transact(items).await? {
+                Transacted::Done => Ok(true),
+                Transacted::Cancelled(reasons) if cancelled_by_condition(&reasons, 0) => Ok(false),
+                Transacted::Cancelled(reasons) => Err(StoreError::Unavailable(format!(
+                    "update with effects cancelled: {reasons:?}"
+                ))),
+            };
+        }
         let result = self
             .client
             .update_item()
@@ -219,7 +242,8 @@ impl DynamoStore {
             expr.name(count),
             expr.value(n(seen_failures))
         );
-        self.update(user_key(id), update, condition, expr).await
+        self.update(user_key(id), update, condition, expr, &Effects::none())
+            .await
     }
 
     pub(super) fn put(&self, item: Item, condition: &str) -> StoreResult<TransactWriteItem> {
@@ -231,5 +255,70 @@ impl DynamoStore {
             .build()
             .map_err(build_error)?;
         Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    /// Unconditional puts of a change's events and queued mail, for its transaction.
+    pub(super) fn effect_puts(&self, effects: &Effects) -> StoreResult<Vec<TransactWriteItem>> {
+        let mut items: Vec<Item> = effects.events.iter().map(event_item).collect();
+        for mail in &effects.mail {
+            items.push(queue_item(mail)?);
+        }
+        items
+            .into_iter()
+            .map(|item| {
+                let put = Put::builder()
+                    .table_name(&self.table)
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(build_error)?;
+                Ok(TransactWriteItem::builder().put(put).build())
+            })
+            .collect()
+    }
+
+    /// Items of `partition` whose sort key is in [`low`, `before`), newest (highest) first, at
+    /// most `limit`: one page, bounded by the page, not the partition.
+    pub(super) async fn query_before(
+        &self,
+        partition: String,
+        low: String,
+        before: String,
+        limit: usize,
+    ) -> StoreResult<Vec<Item>> {
+        let mut found = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#pk = :pk AND #sk BETWEEN :low AND :before")
+                .expression_attribute_names("#pk", PK)
+                .expression_attribute_names("#sk", SK)
+                .expression_attribute_values(":pk", s(partition.clone()))
+                .expression_attribute_values(":low", s(low.clone()))
+                .expression_attribute_values(":before", s(before.clone()))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit((limit + 1).min(1000) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(unavailable)?;
+            for item in output.items.unwrap_or_default() {
+                // BETWEEN is inclusive: the bound itself is not before itself.
+                if matches!(item.get(SK), Some(AttributeValue::S(sk)) if *sk == before) {
+                    continue;
+                }
+                found.push(item);
+                if found.len() == limit {
+                    return Ok(found);
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(found),
+            }
+        }
     }
 }

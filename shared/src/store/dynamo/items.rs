@@ -7,9 +7,12 @@ use std::str::FromStr;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
 
-use crate::domain::records::{Failures, SealedSecret, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::events::{QueueItem, TrailEvent};
+use crate::domain::records::{
+    Failures, Recovery, SealedSecret, StaticCodes, TotpDevice, User, UserId,
+};
 use crate::domain::throttle::Counter;
-use crate::store::{CounterKey, CounterWrite, StoreError, StoreResult};
+use crate::store::{bounded, CounterKey, CounterWrite, StoreError, StoreResult, TRAIL_SECS};
 
 pub(super) type Item = HashMap<String, AttributeValue>;
 
@@ -34,6 +37,10 @@ pub(super) const PASSWORD_HASH: &str = "password_hash";
 pub(super) const TOKEN_GEN: &str = "token_gen";
 pub(super) const LAST_LOGIN: &str = "last_login";
 pub(super) const CREATED_AT: &str = "created_at";
+pub(super) const PENDING: &str = "pending";
+pub(super) const RECOVERY_NONCE: &str = "recovery_nonce";
+pub(super) const RECOVERY_UNTIL: &str = "recovery_until";
+pub(super) const RESET_AT: &str = "reset_at";
 // The TOTP device, flattened.
 pub(super) const TOTP_DEVICE_ID: &str = "totp_device_id";
 pub(super) const TOTP_SECRET: &str = "totp_secret";
@@ -63,6 +70,21 @@ pub(super) const CODES_ATTRIBUTES: [&str; 4] =
 // Other items.
 pub(super) const USER_ID: &str = "user_id";
 pub(super) const LAST_ID: &str = "last_id";
+// Trail events, login-failure hours and the mail queue.
+pub(super) const EVENT: &str = "event";
+pub(super) const AT: &str = "at";
+pub(super) const IP: &str = "ip";
+pub(super) const USER_AGENT: &str = "user_agent";
+pub(super) const EVENT_ID: &str = "event_id";
+pub(super) const COUNTED_FAILED: &str = "failed";
+pub(super) const COUNTED_THROTTLED: &str = "throttled";
+pub(super) const QUEUED: &str = "item";
+pub(super) const CLAIMED_UNTIL: &str = "claimed_until";
+/// The one partition of the mail queue: read with key operations only.
+pub(super) const MAIL_QUEUE_PK: &str = "MAILQ";
+/// A queued item left unsent (its sends kept failing) is forgotten after this long.
+pub(super) const QUEUE_SECS: i64 = 14 * 24 * 3600;
+
 // Abuse-limit counters.
 pub(super) const COUNT: &str = "n";
 pub(super) const WAIT_UNTIL: &str = "wait_until";
@@ -86,7 +108,7 @@ pub(super) fn user_key(id: UserId) -> Item {
 }
 
 pub(super) fn email_key(email_norm: &str) -> Item {
-    key(format!("EMAIL#{email_norm}"), EMAIL)
+    key(format!("EMAIL#{}", bounded(email_norm)), EMAIL)
 }
 
 pub(super) fn id_counter_key() -> Item {
@@ -217,6 +239,18 @@ pub(super) fn user_to_item(user: &User) -> Item {
         (TOKEN_GEN, s(&user.token_gen)),
         (CREATED_AT, n(user.created_at)),
     ];
+    if user.pending {
+        attributes.push((PENDING, AttributeValue::Bool(true)));
+    }
+    if !user.recovery.nonce.is_empty() {
+        attributes.push((RECOVERY_NONCE, s(&user.recovery.nonce)));
+    }
+    if let Some(until) = user.recovery.until {
+        attributes.push((RECOVERY_UNTIL, n(until)));
+    }
+    if let Some(at) = user.reset_at {
+        attributes.push((RESET_AT, n(at)));
+    }
     if let Some(at) = user.last_login {
         attributes.push((LAST_LOGIN, n(at)));
     }
@@ -269,6 +303,18 @@ pub(super) fn user_from_item(item: &Item) -> StoreResult<User> {
         created_at: get_n(item, CREATED_AT)?,
         totp,
         static_codes,
+        pending: match item.get(PENDING) {
+            Some(_) => get_bool(item, PENDING)?,
+            None => false,
+        },
+        recovery: Recovery {
+            nonce: match item.get(RECOVERY_NONCE) {
+                Some(_) => get_s(item, RECOVERY_NONCE)?,
+                None => String::new(),
+            },
+            until: opt_n(item, RECOVERY_UNTIL)?,
+        },
+        reset_at: opt_n(item, RESET_AT)?,
     })
 }
 
@@ -302,7 +348,10 @@ pub(super) fn counter_item(write: &CounterWrite) -> Item {
 /// A counter item; one expired at `now` reads as the default but keeps its version, so a swap
 /// still names what is stored.
 pub(super) fn counter_from_item(item: &Item, now: i64) -> StoreResult<Counter> {
-    let version = get_n(item, VERSION)?;
+    // A record of the earlier throttle format (no version) reads as empty, and is replaced.
+    let Some(version) = opt_n(item, VERSION)? else {
+        return Ok(Counter::default());
+    };
     if !alive(item, now)? {
         return Ok(Counter {
             version,
@@ -316,4 +365,70 @@ pub(super) fn counter_from_item(item: &Item, now: i64) -> StoreResult<Counter> {
         epoch: get_n(item, EPOCH)?,
         version,
     })
+}
+
+pub(super) fn event_item(event: &TrailEvent) -> Item {
+    let mut item = key(
+        format!("USER#{}", event.user),
+        &format!("EVENT#{}", event.position()),
+    );
+    let mut attributes = vec![
+        (EVENT, s(event.event.name())),
+        (AT, n(event.at)),
+        (IP, s(&event.ip)),
+        (USER_AGENT, s(&event.user_agent)),
+        (EVENT_ID, s(&event.id)),
+        (TTL, n(event.at + TRAIL_SECS)),
+    ];
+    if let Some(count) = event.count {
+        attributes.push((COUNTED_FAILED, n(count)));
+    }
+    item.extend(attributes.into_iter().map(|(k, v)| (k.to_owned(), v)));
+    item
+}
+
+pub(super) fn event_from_item(item: &Item, user: UserId) -> StoreResult<TrailEvent> {
+    let name = get_s(item, EVENT)?;
+    let event = serde_json::from_value(serde_json::Value::String(name))
+        .map_err(|_| ill_typed(EVENT, "a known event"))?;
+    Ok(TrailEvent {
+        user,
+        event,
+        at: get_n(item, AT)?,
+        ip: get_s(item, IP)?,
+        user_agent: get_s(item, USER_AGENT)?,
+        id: get_s(item, EVENT_ID)?,
+        count: opt_n(item, COUNTED_FAILED)?,
+    })
+}
+
+pub(super) fn failure_hours_key(email_norm: &str, hour: i64) -> Item {
+    let partition = CounterKey::LoginAddress {
+        email_norm: email_norm.to_owned(),
+    }
+    .partition();
+    key(partition, &format!("FAILS#{hour:012}"))
+}
+
+pub(super) fn queue_key(id: &str) -> Item {
+    key(MAIL_QUEUE_PK.to_owned(), id)
+}
+
+/// A queue item: the serialised item (kind, user, address, facts; never a link or token).
+pub(super) fn queue_item(mail: &QueueItem) -> StoreResult<Item> {
+    let mut item = queue_key(&mail.id);
+    let json = serde_json::to_string(mail).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    item.insert(QUEUED.to_owned(), s(json));
+    let queued_at: i64 = mail
+        .id
+        .split('#')
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or_default();
+    item.insert(TTL.to_owned(), n(queued_at + QUEUE_SECS));
+    Ok(item)
+}
+
+pub(super) fn queue_item_from(item: &Item) -> StoreResult<QueueItem> {
+    serde_json::from_str(&get_s(item, QUEUED)?).map_err(|_| ill_typed(QUEUED, "a queue item"))
 }

@@ -6,8 +6,13 @@
 //! | user | `USER#<id>` | `PROFILE` | id, email, email_norm, password_hash, token_gen, last_login?, created_at, `totp_*`?, `codes_device_id`?, `codes`?, `code_failures`?, `code_failed_at`? |
 //! | email claim | `EMAIL#<email_norm>` | `EMAIL` | user_id |
 //! | id counter | `COUNTER` | `USER` | last_id |
-//! | login throttle | `THROTTLE#<email_norm>` | `LOGIN` | failures, failed_at, expires_at |
+//! | abuse-limit counter | `THROTTLE#<email_norm>`, `IP#<ip>`, `USER#<id>` | `LOGIN`, `LOGIN#<ip>`, `LOGIN#<bucket>`, `CREATE#<hour>`, `RESET#<hour>`, `RESETMAILS#<day>`, `PROOF` | n, wait_until, known_until, epoch, v, expires_at |
 //! | reset-mail rate | `THROTTLE#<email_norm>` | `RESET` | sent_at, expires_at |
+//! | login failures per hour | `THROTTLE#<email_norm>` | `FAILS#<hour>` | failed, throttled, expires_at |
+//! | trail event | `USER#<id>` | `EVENT#<time>#<id>` | event, at, ip, user_agent, event_id, expires_at |
+//! | queued mail | `MAILQ` | `<time>#<id>` | item (kind, user, address, facts: never a link), claimed_until?, expires_at |
+//!
+//! Long partition parts (over 512 bytes) are replaced by their SHA-256 (`store::bounded`).
 //!
 //! `expires_at` is the table's TTL attribute. DynamoDB deletes expired items lazily (up to days
 //! late) and local emulators never do, so every reader treats `expires_at <= now` as absent.
@@ -17,8 +22,8 @@
 //! set, which DynamoDB cannot store empty: once the last code is used the attribute disappears,
 //! and `codes_device_id` alone marks the (empty) emergency-code device.
 //!
-//! All item <-> record mapping lives in [`items`] (`user_to_item` / `user_from_item`). Nothing secret is
-//! ever logged or put into an error message: errors name attributes, never their values.
+//! All item <-> record mapping lives in [`items`]. Nothing secret is ever logged or put into an
+//! error message: errors name attributes, never their values.
 
 //! The parts: [`items`] (layout and mapping), [`expr`] (placeholders), [`client`] (calls, retries,
 //! transactions), [`provision`] (emulator tables, warm-up), and here the `Store` implementation.
@@ -31,10 +36,11 @@ use aws_sdk_dynamodb::types::{
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    CounterKey, CounterWrite, Created, PasswordUpdate, Store, StoreError, StoreResult, TotpAccept,
-    TotpInsert,
+    Claim, CounterKey, CounterWrite, Created, Effects, FailureHour, PasswordUpdate, Store,
+    StoreError, StoreResult, TotpAccept, TotpInsert,
 };
-use crate::domain::records::{NewUser, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::events::TrailEvent;
+use crate::domain::records::{NewUser, Recovery, StaticCodes, TotpDevice, User, UserId};
 use crate::domain::throttle::Counter;
 use client::{build_error, cancelled_by_condition, unavailable, Transacted, CONDITION_FAILED};
 use expr::Expr;
@@ -51,6 +57,39 @@ pub use items::{KEY_SCHEMA, TTL_ATTRIBUTE};
 pub struct DynamoStore {
     client: Client,
     table: String,
+}
+
+/// The attributes that store a recovery state: those to set, and those to remove.
+fn recovery_attributes(
+    recovery: &Recovery,
+) -> (Vec<(&'static str, AttributeValue)>, Vec<&'static str>) {
+    let mut sets = vec![(RECOVERY_NONCE, s(&recovery.nonce))];
+    let mut removes = Vec::new();
+    match recovery.until {
+        Some(until) => sets.push((RECOVERY_UNTIL, n(until))),
+        None => removes.push(RECOVERY_UNTIL),
+    }
+    (sets, removes)
+}
+
+/// The condition that the stored recovery state is `seen` (absent attributes read as empty).
+fn recovery_is(expr: &mut Expr, seen: &Recovery) -> String {
+    let nonce = match seen.nonce.is_empty() {
+        true => format!("attribute_not_exists({})", expr.name(RECOVERY_NONCE)),
+        false => format!(
+            "{} = {}",
+            expr.name(RECOVERY_NONCE),
+            expr.value(s(&seen.nonce))
+        ),
+    };
+    let until = match seen.until {
+        Some(until) => format!("{} = {}", expr.name(RECOVERY_UNTIL), expr.value(n(until))),
+        None => format!("attribute_not_exists({})", expr.name(RECOVERY_UNTIL)),
+    };
+    format!(
+        "attribute_exists({}) AND {nonce} AND {until}",
+        expr.name(PK)
+    )
 }
 
 /// The counters of `keys` among the items of a batch read, in the order of `keys`.
@@ -80,16 +119,22 @@ impl DynamoStore {
 
 #[async_trait]
 impl Store for DynamoStore {
-    async fn create_user(&self, new: NewUser) -> StoreResult<Created> {
+    async fn create_user(&self, new: NewUser, effects: &Effects) -> StoreResult<Created> {
         let id = self.next_user_id().await?;
         let user = new.into_user(id);
-        let items = vec![
+        let mut items = vec![
             self.put(
                 email_claim_item(&user.email_norm, id),
                 "attribute_not_exists(#pk)",
             )?,
             self.put(user_to_item(&user), "attribute_not_exists(#pk)")?,
         ];
+        let mut effects = effects.clone();
+        // Queued mail names the user, whose id is only known now.
+        for mail in &mut effects.mail {
+            mail.user = id;
+        }
+        items.extend(self.effect_puts(&effects)?);
         match self.transact(items).await? {
             Transacted::Done => Ok(Created::User(Box::new(user))),
             Transacted::Cancelled(reasons) if cancelled_by_condition(&reasons, 0) => {
@@ -143,8 +188,8 @@ impl Store for DynamoStore {
         counters_in_order(&items, keys, now)
     }
 
-    async fn swap_counters(&self, writes: &[CounterWrite]) -> StoreResult<bool> {
-        let items = writes
+    async fn swap_counters(&self, writes: &[CounterWrite], effects: &Effects) -> StoreResult<bool> {
+        let mut items = writes
             .iter()
             .map(|write| {
                 let mut put = Put::builder()
@@ -152,9 +197,13 @@ impl Store for DynamoStore {
                     .set_item(Some(counter_item(write)));
                 let seen = write.counter.version.saturating_sub(1);
                 if write.conditional && seen == 0 {
+                    // Absent, or a record of the earlier format (no version).
                     put = put
-                        .condition_expression("attribute_not_exists(#pk)")
-                        .expression_attribute_names("#pk", PK);
+                        .condition_expression(
+                            "attribute_not_exists(#pk) OR attribute_not_exists(#v)",
+                        )
+                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_names("#v", VERSION);
                 } else if write.conditional {
                     put = put
                         .condition_expression("#v = :seen")
@@ -165,6 +214,7 @@ impl Store for DynamoStore {
                 Ok(TransactWriteItem::builder().put(put).build())
             })
             .collect::<StoreResult<Vec<_>>>()?;
+        items.extend(self.effect_puts(effects)?);
         match self.transact(items).await? {
             Transacted::Done => Ok(true),
             Transacted::Cancelled(reasons)
@@ -204,18 +254,35 @@ impl Store for DynamoStore {
             expr.name(SENT_AT),
             expr.value(n(now - window))
         );
-        self.update(throttle_key(email_norm, RESET), update, condition, expr)
-            .await
+        self.update(
+            throttle_key(email_norm, RESET),
+            update,
+            condition,
+            expr,
+            &Effects::none(),
+        )
+        .await
     }
 
-    async fn rotate_token_gen(&self, id: UserId, new_gen: &str) -> StoreResult<bool> {
+    async fn rotate_token_gen(
+        &self,
+        id: UserId,
+        new_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
         let mut expr = Expr::default();
         let update = format!("SET {}", expr.assignments(vec![(TOKEN_GEN, s(new_gen))]));
         let condition = format!("attribute_exists({})", expr.name(PK));
-        self.update(user_key(id), update, condition, expr).await
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
     }
 
-    async fn delete_user(&self, user: &User, seen_gen: &str) -> StoreResult<bool> {
+    async fn delete_user(
+        &self,
+        user: &User,
+        seen_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
         let mut expr = Expr::default();
         let condition = format!("{} = {}", expr.name(TOKEN_GEN), expr.value(s(seen_gen)));
         let (names, values) = expr.into_parts();
@@ -232,10 +299,11 @@ impl Store for DynamoStore {
             .set_key(Some(email_key(&user.email_norm)))
             .build()
             .map_err(build_error)?;
-        let items = vec![
+        let mut items = vec![
             TransactWriteItem::builder().delete(delete_user).build(),
             TransactWriteItem::builder().delete(delete_claim).build(),
         ];
+        items.extend(self.effect_puts(effects)?);
         match self.transact(items).await? {
             Transacted::Done => Ok(true),
             Transacted::Cancelled(reasons) if cancelled_by_condition(&reasons, 0) => Ok(false),
@@ -245,7 +313,12 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn update_password(&self, id: UserId, update: PasswordUpdate) -> StoreResult<bool> {
+    async fn update_password(
+        &self,
+        id: UserId,
+        update: PasswordUpdate,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
         let mut expr = Expr::default();
         let mut assignments = vec![(PASSWORD_HASH, s(update.new_hash))];
         if let Some(gen) = update.new_token_gen {
@@ -258,13 +331,27 @@ impl Store for DynamoStore {
             assignments.push((TOTP_FAILURES, n(0)));
             assignments.push((TOTP_FAILED_AT, n(0)));
         }
-        let set = format!("SET {}", expr.assignments(assignments));
+        let mut removed = Vec::new();
+        if let Some(at) = update.reset_at {
+            assignments.push((RESET_AT, n(at)));
+            removed.push(PENDING);
+        }
+        if let Some(recovery) = &update.recovery {
+            let (sets, removes) = recovery_attributes(recovery);
+            assignments.extend(sets);
+            removed.extend(removes);
+        }
+        let mut set = format!("SET {}", expr.assignments(assignments));
+        if !removed.is_empty() {
+            set = format!("{set} REMOVE {}", expr.names_list(&removed));
+        }
         let condition = format!(
             "{} = {}",
             expr.name(PASSWORD_HASH),
             expr.value(s(update.expected_hash))
         );
-        self.update(user_key(id), set, condition, expr).await
+        self.update(user_key(id), set, condition, expr, effects)
+            .await
     }
 
     async fn insert_totp_device(&self, id: UserId, device: TotpDevice) -> StoreResult<TotpInsert> {
@@ -307,7 +394,12 @@ impl Store for DynamoStore {
         }
     }
 
-    async fn accept_totp(&self, id: UserId, accept: TotpAccept) -> StoreResult<bool> {
+    async fn accept_totp(
+        &self,
+        id: UserId,
+        accept: TotpAccept,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
         let mut expr = Expr::default();
         let update = format!(
             "SET {}",
@@ -328,7 +420,8 @@ impl Store for DynamoStore {
             expr.name(TOTP_LAST_STEP),
             expr.value(n(accept.step)),
         );
-        self.update(user_key(id), update, condition, expr).await
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
     }
 
     async fn record_totp_failure(
@@ -359,6 +452,7 @@ impl Store for DynamoStore {
         id: UserId,
         totp_device_id: &str,
         codes: StaticCodes,
+        effects: &Effects,
     ) -> StoreResult<bool> {
         let mut expr = Expr::default();
         let mut update = format!("SET {}", expr.assignments(codes_attributes(&codes)));
@@ -372,7 +466,8 @@ impl Store for DynamoStore {
             expr.name(TOTP_CONFIRMED),
             expr.value(AttributeValue::Bool(true)),
         );
-        self.update(user_key(id), update, condition, expr).await
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
     }
 
     async fn consume_static_code(
@@ -380,6 +475,7 @@ impl Store for DynamoStore {
         id: UserId,
         hash: &str,
         seen_failures: u32,
+        effects: &Effects,
     ) -> StoreResult<bool> {
         let mut expr = Expr::default();
         // Codes are only ever stored beside a TOTP device (replace_static_codes demands a
@@ -405,7 +501,8 @@ impl Store for DynamoStore {
             expr.value(n(seen_failures)),
             expr.name(TOTP_DEVICE_ID),
         );
-        self.update(user_key(id), update, condition, expr).await
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
     }
 
     async fn record_static_failure(
@@ -424,7 +521,12 @@ impl Store for DynamoStore {
         .await
     }
 
-    async fn remove_two_factor(&self, id: UserId, new_gen: &str) -> StoreResult<bool> {
+    async fn remove_two_factor(
+        &self,
+        id: UserId,
+        new_gen: &str,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
         let mut expr = Expr::default();
         let removed: Vec<&str> = TOTP_ATTRIBUTES
             .iter()
@@ -437,6 +539,271 @@ impl Store for DynamoStore {
             expr.names_list(&removed),
         );
         let condition = format!("attribute_exists({})", expr.name(PK));
-        self.update(user_key(id), update, condition, expr).await
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
+    }
+
+    async fn set_recovery(
+        &self,
+        id: UserId,
+        seen: &Recovery,
+        next: Recovery,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        let mut expr = Expr::default();
+        let (sets, removes) = recovery_attributes(&next);
+        let mut update = format!("SET {}", expr.assignments(sets));
+        if !removes.is_empty() {
+            update = format!("{update} REMOVE {}", expr.names_list(&removes));
+        }
+        let condition = recovery_is(&mut expr, seen);
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
+    }
+
+    async fn complete_recovery(
+        &self,
+        id: UserId,
+        seen_until: i64,
+        new_gen: &str,
+        next: Recovery,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        let mut expr = Expr::default();
+        let (mut sets, mut removes) = recovery_attributes(&next);
+        sets.push((TOKEN_GEN, s(new_gen)));
+        removes.extend(TOTP_ATTRIBUTES.iter().chain(CODES_ATTRIBUTES.iter()));
+        let update = format!(
+            "SET {} REMOVE {}",
+            expr.assignments(sets),
+            expr.names_list(&removes)
+        );
+        let condition = format!(
+            "{} = {}",
+            expr.name(RECOVERY_UNTIL),
+            expr.value(n(seen_until))
+        );
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
+    }
+
+    async fn activate(&self, id: UserId, effects: &Effects) -> StoreResult<bool> {
+        let mut expr = Expr::default();
+        let update = format!("REMOVE {}", expr.names_list(&[PENDING]));
+        let condition = format!(
+            "{} = {}",
+            expr.name(PENDING),
+            expr.value(AttributeValue::Bool(true))
+        );
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
+    }
+
+    async fn record(&self, effects: &Effects) -> StoreResult<()> {
+        let items = self.effect_puts(effects)?;
+        match items.len() {
+            0 => Ok(()),
+            _ => match self.transact(items).await? {
+                Transacted::Done => Ok(()),
+                Transacted::Cancelled(reasons) => Err(StoreError::Unavailable(format!(
+                    "event write cancelled: {reasons:?}"
+                ))),
+            },
+        }
+    }
+
+    async fn count_login_failure(
+        &self,
+        email_norm: &str,
+        hour: i64,
+        throttled: bool,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        let mut expr = Expr::default();
+        let counted = if throttled {
+            COUNTED_THROTTLED
+        } else {
+            COUNTED_FAILED
+        };
+        let update = format!(
+            "ADD {} {} SET {}",
+            expr.name(counted),
+            expr.value(n(1)),
+            expr.assignments(vec![(TTL, n(expires_at))])
+        );
+        let (names, values) = expr.into_parts();
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(failure_hours_key(email_norm, hour)))
+            .update_expression(update)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn trail(
+        &self,
+        user: UserId,
+        before: &str,
+        limit: usize,
+    ) -> StoreResult<Vec<TrailEvent>> {
+        let items = self
+            .query_before(
+                format!("USER#{user}"),
+                "EVENT#".to_owned(),
+                format!("EVENT#{before}"),
+                limit,
+            )
+            .await?;
+        items
+            .iter()
+            .map(|item| event_from_item(item, user))
+            .collect()
+    }
+
+    async fn failure_hours(
+        &self,
+        email_norm: &str,
+        before_hour: i64,
+        limit: usize,
+        now: i64,
+    ) -> StoreResult<Vec<FailureHour>> {
+        let partition = CounterKey::LoginAddress {
+            email_norm: email_norm.to_owned(),
+        }
+        .partition();
+        let items = self
+            .query_before(
+                partition,
+                "FAILS#".to_owned(),
+                format!("FAILS#{before_hour:012}"),
+                limit,
+            )
+            .await?;
+        let mut hours = Vec::new();
+        for item in &items {
+            if !items::alive(item, now)? {
+                continue;
+            }
+            let sk = get_s(item, SK)?;
+            let hour = sk
+                .strip_prefix("FAILS#")
+                .and_then(|h| h.parse().ok())
+                .ok_or_else(|| StoreError::Corrupt("failure hour key".to_owned()))?;
+            hours.push(FailureHour {
+                hour,
+                failed: opt_n(item, COUNTED_FAILED)?.unwrap_or(0),
+                throttled: opt_n(item, COUNTED_THROTTLED)?.unwrap_or(0),
+            });
+        }
+        Ok(hours)
+    }
+
+    async fn queued(&self, limit: usize) -> StoreResult<Vec<String>> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#pk = :pk")
+            .expression_attribute_names("#pk", PK)
+            .expression_attribute_values(":pk", s(MAIL_QUEUE_PK))
+            .projection_expression("#pk, #sk")
+            .expression_attribute_names("#sk", SK)
+            .limit(limit.min(1000) as i32)
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(unavailable)?;
+        output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| get_s(item, SK))
+            .collect()
+    }
+
+    async fn claim_queued(&self, id: &str, now: i64, until: i64) -> StoreResult<Claim> {
+        let mut expr = Expr::default();
+        let update = format!("SET {}", expr.assignments(vec![(CLAIMED_UNTIL, n(until))]));
+        let condition = format!(
+            "attribute_exists({}) AND (attribute_not_exists({}) OR {} <= {})",
+            expr.name(PK),
+            expr.name(CLAIMED_UNTIL),
+            expr.name(CLAIMED_UNTIL),
+            expr.value(n(now))
+        );
+        let (names, values) = expr.into_parts();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(queue_key(id)))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        let err = match result {
+            Ok(output) => {
+                let item = output.attributes.ok_or_else(|| {
+                    StoreError::Corrupt("a claimed queue item answered nothing".to_owned())
+                })?;
+                return Ok(Claim::Claimed(queue_item_from(&item)?));
+            }
+            Err(err) => err,
+        };
+        match err.as_service_error() {
+            Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                Ok(match failed.item() {
+                    Some(_) => Claim::Busy,
+                    None => Claim::Gone,
+                })
+            }
+            _ => Err(unavailable(err)),
+        }
+    }
+
+    async fn remove_queued(&self, id: &str) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(queue_key(id)))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn purge_user(&self, user: UserId) -> StoreResult<()> {
+        loop {
+            let items = self
+                .query_before(
+                    format!("USER#{user}"),
+                    "EVENT#".to_owned(),
+                    "EVENT#~".to_owned(),
+                    25,
+                )
+                .await?;
+            if items.is_empty() {
+                return Ok(());
+            }
+            for item in items {
+                let key = key(get_s(&item, PK)?, &get_s(&item, SK)?);
+                self.client
+                    .delete_item()
+                    .table_name(&self.table)
+                    .set_key(Some(key))
+                    .send()
+                    .await
+                    .map_err(unavailable)?;
+            }
+        }
     }
 }
