@@ -3,7 +3,9 @@
 For each function: start its release binary as Lambda would (AWS_LAMBDA_RUNTIME_API pointing
 here), time process start -> first `GET /invocation/next` (init: config, clients, the DynamoDB
 warm-up read) and -> the first invocation's response (init + first request). The event is the
-function's sample from events/. Prints medians over a few runs. Needs the DynamoDB endpoint and
+function's sample from events/. Then WARM more invocations of the same event (env COLDSTART_WARM,
+default 20) time the warm duration (event handed out -> response). The process's CPU time and
+peak RSS (wait4) cover init and every invocation. Prints medians over a few runs. Needs the DynamoDB endpoint and
 credentials in the environment (scripts/bench starts moto).
 
 usage: coldstart.py <binary dir> <runs> <function>=<event file> ...
@@ -21,13 +23,24 @@ import time
 RUNTIME = "/2018-06-01/runtime"
 
 
+def cpu_ms(pid):
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+
+
 class Emulator(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, event):
         super().__init__(("127.0.0.1", 0), Handler)
         self.event = event
-        self.served = False
+        self.served = 0
+        self.total = 1 + int(os.environ.get("COLDSTART_WARM", "20"))
+        self.handed = None
+        self.pid = None
+        self.warm = []
         self.marks = {}
         self.done = threading.Event()
         self.release = threading.Event()
@@ -41,16 +54,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
         server = self.server
         if self.path != f"{RUNTIME}/invocation/next":
             return self.answer(404, b"{}")
-        if server.served:
-            # The second poll: park it until the run is over (the process is then killed).
+        if server.served >= server.total:
+            # The last poll: park it until the run is over (the process is then killed).
+            server.done.set()
             server.release.wait(30)
             return self.answer(204, b"")
-        server.served = True
-        server.marks.setdefault("init", time.perf_counter())
+        server.served += 1
+        if "init" not in server.marks:
+            server.marks["init"] = time.perf_counter()
+            server.marks["init_cpu"] = cpu_ms(server.pid) if server.pid else float("nan")
+        server.handed = time.perf_counter()
         body = json.dumps(server.event).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
-        self.send_header("lambda-runtime-aws-request-id", "coldstart-1")
+        self.send_header("lambda-runtime-aws-request-id", f"coldstart-{server.served}")
         self.send_header("lambda-runtime-deadline-ms", str(int(time.time() * 1000) + 30_000))
         self.send_header(
             "lambda-runtime-invoked-function-arn",
@@ -66,15 +83,19 @@ class Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         payload = self.rfile.read(length) if length else b""
         if self.path.endswith("/response"):
-            server.marks["response"] = time.perf_counter()
-            try:
-                server.marks["status"] = json.loads(payload).get("statusCode")
-            except ValueError:
-                server.marks["status"] = "?"
+            now = time.perf_counter()
+            if "response" not in server.marks:
+                server.marks["response"] = now
+                try:
+                    server.marks["status"] = json.loads(payload).get("statusCode")
+                except ValueError:
+                    server.marks["status"] = "?"
+            else:
+                server.warm.append((now - server.handed) * 1000)
         else:  # init/error or invocation/<id>/error
             server.marks["error"] = payload.decode(errors="replace")
+            server.done.set()
         self.answer(202, b"{}")
-        server.done.set()
 
     def answer(self, status, body):
         try:
@@ -101,7 +122,11 @@ def run_once(binary, event):
     )
     started = time.perf_counter()
     process = subprocess.Popen([binary], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    finished = server.done.wait(30)
+    server.pid = process.pid
+    finished = server.done.wait(60)
+    # CPU time and peak RSS of the process (init and every invocation), before it is killed.
+    with open(f"/proc/{process.pid}/status") as status:
+        rss_kb = next(int(l.split()[1]) for l in status if l.startswith("VmHWM:"))
     server.release.set()
     process.kill()
     _, stderr = process.communicate()
@@ -109,16 +134,25 @@ def run_once(binary, event):
     marks = server.marks
     if not finished or "error" in marks or "response" not in marks:
         raise SystemExit(f"{binary}: no response ({marks}); stderr:\n{stderr.decode()[-2000:]}")
+    warm = statistics.median(server.warm) if server.warm else float("nan")
     return (
         (marks["init"] - started) * 1000,
         (marks["response"] - started) * 1000,
         marks["status"],
+        warm,
+        marks["init_cpu"],
+        rss_kb / 1024,
     )
 
 
 def main():
     directory, runs, specs = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    print(f"{'function':16} {'init ms':>8} {'first response ms':>18}  status  (median of {runs})")
+    warm = os.environ.get("COLDSTART_WARM", "20")
+    print(
+        f"{'function':16} {'init ms':>8} {'first response ms':>18}  status  {'warm ms':>8}"
+        f"  {'init CPU ms':>11}  {'peak RSS MB':>11}  (median of {runs}; warm: median of {warm};"
+        f" peak RSS: whole process)"
+    )
     for spec in specs:
         function, event_file = spec.split("=", 1)
         with open(event_file) as f:
@@ -126,7 +160,13 @@ def main():
         results = [run_once(os.path.join(directory, function), event) for _ in range(runs)]
         init = statistics.median(r[0] for r in results)
         first = statistics.median(r[1] for r in results)
-        print(f"{function:16} {init:8.1f} {first:18.1f}  {results[0][2]}")
+        warm_ms = statistics.median(r[3] for r in results)
+        cpu = statistics.median(r[4] for r in results)
+        rss = max(r[5] for r in results)
+        print(
+            f"{function:16} {init:8.1f} {first:18.1f}  {results[0][2]!s:6}  {warm_ms:8.1f}"
+            f"  {cpu:11.0f}  {rss:11.1f}"
+        )
 
 
 if __name__ == "__main__":

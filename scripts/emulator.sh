@@ -6,7 +6,7 @@
 if ! .venv-aws/bin/python -c 'import moto, pyotp' 2>/dev/null; then
   python3 -m venv .venv-aws
   .venv-aws/bin/pip install --quiet --disable-pip-version-check \
-    'moto[dynamodb,ses]==5.2.5' flask flask-cors 'pyotp==2.9.0'
+    'moto[dynamodb,ses,secretsmanager]==5.2.5' flask flask-cors 'pyotp==2.9.0'
 fi
 
 moto_log=$(mktemp)

@@ -82,6 +82,9 @@ pub enum AuthFailure {
     Expired,
     /// The token names a user that no longer exists.
     UnknownUser,
+    /// A refresh token that is forged, of an ended or unknown session, reused, too old, or
+    /// past the session cap.
+    RefreshRefused,
 }
 
 impl AuthFailure {
@@ -95,6 +98,7 @@ impl AuthFailure {
             Self::DecodeError => "Error decoding signature.",
             Self::Expired => "Signature has expired.",
             Self::UnknownUser => "Invalid signature.",
+            Self::RefreshRefused => "Refresh token is invalid or expired.",
         }
     }
 }

@@ -121,6 +121,10 @@ pub struct Settings {
     pub limits: Limits,
     /// No token or refresh lives past this long after its password proof.
     pub session_max_secs: i64,
+    /// A refresh token older than this (since its session's last rotation) is refused.
+    pub refresh_lifetime_secs: i64,
+    /// The previous refresh generation is answered again for this long after a rotation.
+    pub refresh_reuse_secs: i64,
     /// Two-factor changes need a password proven this recently.
     pub reauth_secs: i64,
     /// A lost-authenticator recovery waits this long before it removes the device.
@@ -164,6 +168,8 @@ impl Settings {
             limits: Limits::default(),
             session_max_secs: 30 * 24 * 3600,
             reauth_secs: 300,
+            refresh_lifetime_secs: 14 * 24 * 3600,
+            refresh_reuse_secs: 10,
             recovery_delay_secs: 72 * 3600,
             link_lifetime_secs: 24 * 3600,
             recovery_after_reset_secs: 7 * 24 * 3600,

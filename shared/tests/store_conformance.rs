@@ -379,6 +379,7 @@ async fn update_password_is_conditional_on_the_seen_hash(store: Shared) {
             clear_totp_failures: false,
             reset_at: None,
             recovery: None,
+            sessions: None,
             expected_hash: expected.to_owned(),
             new_hash: new.to_owned(),
             new_token_gen: gen.map(str::to_owned),
@@ -973,6 +974,7 @@ async fn operations_on_a_missing_user_answer_false_none_or_user_gone(store: Shar
             clear_totp_failures: true,
             reset_at: None,
             recovery: None,
+            sessions: None,
         };
         assert!(!store
             .update_password(id, update, &Effects::none())
@@ -1088,6 +1090,7 @@ async fn a_change_and_its_effects_are_written_together_or_not_at_all(store: Shar
         clear_totp_failures: false,
         reset_at: None,
         recovery: None,
+        sessions: None,
     };
     // The change's condition fails: neither it nor its event nor its mail is written.
     assert!(!store

@@ -228,13 +228,40 @@ fn secrets_come_from_secrets_manager_never_from_the_template() {
     let text = read("infra/template.yaml");
     let template = template();
     let variables = &template["Globals"]["Function"]["Environment"]["Variables"];
-    for name in ["SECRET_KEY", "TOTP_ENCRYPTION_KEY"] {
-        let value = serde_yaml_ng::to_string(&variables[name]).unwrap();
+    // Keys are read at start-up from the secret, never resolved into the configuration.
+    for name in auth::wiring::config::KEY_VARIABLES {
         assert!(
-            value.contains("{{resolve:secretsmanager:"),
-            "{name} must be a dynamic reference, got {value}"
+            variables[name].is_null(),
+            "{name} must not be in the environment"
         );
     }
+    assert!(
+        !text.contains("{{resolve:secretsmanager:"),
+        "no deploy-time resolution"
+    );
+    assert!(!variables["KEYS_SECRET_ARN"].is_null());
+    // Each function may read that one secret, and nothing else of Secrets Manager.
+    let resources = template["Resources"].as_mapping().unwrap();
+    let mut functions = 0;
+    for (_, resource) in resources {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        functions += 1;
+        let policies = serde_yaml_ng::to_string(&resource["Properties"]["Policies"]).unwrap();
+        assert!(
+            policies.contains("secretsmanager:GetSecretValue")
+                && policies.contains(":secret:${KeysSecretName}-??????"),
+            "{policies}"
+        );
+        assert_eq!(
+            policies.matches("Action: secretsmanager:").count(),
+            1,
+            "{policies}"
+        );
+        assert!(!policies.contains("secretsmanager:*"), "{policies}");
+    }
+    assert!(functions >= 5);
     assert!(
         !text.contains("NoEcho"),
         "no secret is a template parameter"

@@ -17,6 +17,8 @@ pub const HANDLERS: Handlers = &[
     (Endpoint::UserDelete, delete),
     (Endpoint::PasswordChange, change_password),
     (Endpoint::UserActivation, activate),
+    (Endpoint::SessionList, sessions),
+    (Endpoint::SessionEnd, end_session),
     (Endpoint::UserResendActivation, resend_activation),
 ];
 
@@ -33,6 +35,22 @@ fn view(_app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
         let user = &call.principal()?.user;
         Ok(Reply::ok(json!({ "id": user.id.0, "email": user.email })))
+    })
+}
+
+fn sessions(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        let list = app.service.list_sessions(call.principal()?).await?;
+        Ok(Reply::ok(list))
+    })
+}
+
+fn end_session(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        app.service
+            .end_one_session(call.principal()?, call.param(), &call.origin)
+            .await?;
+        Ok(Reply::NoContent)
     })
 }
 

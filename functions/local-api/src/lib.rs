@@ -51,6 +51,12 @@ pub async fn deliver_forever(app: Arc<App>) {
 /// Accepts connections until the listener fails; delivers queued mail meanwhile.
 pub async fn serve(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
     tokio::spawn(deliver_forever(app.clone()));
+    serve_requests(listener, app).await
+}
+
+/// Accepts connections until the listener fails, without delivering mail (tests that count
+/// a request's storage calls).
+pub async fn serve_requests(listener: TcpListener, app: Arc<App>) -> std::io::Result<()> {
     loop {
         let (stream, peer) = listener.accept().await?;
         let app = app.clone();

@@ -7,13 +7,21 @@ use auth::http::response::Reply;
 use auth::http::routes::Endpoint;
 use auth::http::{Call, HandlerFuture, Handlers};
 use auth::App;
-use serde_json::json;
 
-pub const HANDLERS: Handlers = &[(Endpoint::Login, login)];
+pub const HANDLERS: Handlers = &[(Endpoint::Login, login), (Endpoint::LoginRefresh, refresh)];
 
 fn login(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        let token = app.service.login(call.parse()?, &call.origin).await?;
-        Ok(Reply::ok(json!({ "token": token })))
+        let tokens = app.service.login(call.parse()?, &call.origin).await?;
+        Ok(Reply::ok(tokens.to_json()))
+    })
+}
+
+/// Refresh: like login, the Authorization header is not looked at (clients refresh when their
+/// access token has expired).
+fn refresh(app: Arc<App>, call: Call) -> HandlerFuture {
+    Box::pin(async move {
+        let tokens = app.service.refresh(call.parse()?, &call.origin).await?;
+        Ok(Reply::ok(tokens.to_json()))
     })
 }

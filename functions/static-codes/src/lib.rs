@@ -25,10 +25,10 @@ fn create(app: Arc<App>, call: Call) -> HandlerFuture {
 
 fn login(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        let token = app
+        let tokens = app
             .service
             .use_emergency_code(call.principal()?, call.param(), &call.origin)
             .await?;
-        Ok(Reply::created(json!({ "token": token })))
+        Ok(Reply::created(tokens.to_json()))
     })
 }

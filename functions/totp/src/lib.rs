@@ -26,11 +26,11 @@ fn create(app: Arc<App>, call: Call) -> HandlerFuture {
 
 fn login(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        let token = app
+        let tokens = app
             .service
             .verify_totp(call.principal()?, call.param(), &call.origin)
             .await?;
-        Ok(Reply::created(json!({ "token": token })))
+        Ok(Reply::created(tokens.to_json()))
     })
 }
 
@@ -54,10 +54,10 @@ fn start_recovery(app: Arc<App>, call: Call) -> HandlerFuture {
 
 fn delete(app: Arc<App>, call: Call) -> HandlerFuture {
     Box::pin(async move {
-        let token = app
+        let tokens = app
             .service
             .delete_totp_device(call.principal()?, &call.origin)
             .await?;
-        Ok(Reply::ok(json!({ "token": token })))
+        Ok(Reply::ok(tokens.to_json()))
     })
 }

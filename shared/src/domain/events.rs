@@ -45,6 +45,8 @@ pub enum SecurityEvent {
     RecoveryCompleted,
     #[serde(rename = "sessions.revoked")]
     SessionsRevoked,
+    #[serde(rename = "session.revoked")]
+    SessionRevoked,
     #[serde(rename = "account.activated")]
     AccountActivated,
     #[serde(rename = "account.deleted")]
@@ -71,6 +73,7 @@ impl SecurityEvent {
             Self::RecoveryCancelled => "recovery.cancelled",
             Self::RecoveryCompleted => "recovery.completed",
             Self::SessionsRevoked => "sessions.revoked",
+            Self::SessionRevoked => "session.revoked",
             Self::AccountActivated => "account.activated",
             Self::AccountDeleted => "account.deleted",
         }

@@ -19,10 +19,18 @@ pub struct VersionedKey {
 
 /// The service's secrets, from configuration only. None of them ever lives in the database.
 pub struct Secrets {
-    /// Root of the JWT, reset-token and emergency-code keys (HKDF subkeys, one per purpose).
+    /// Root of the JWT and reset-token keys (HKDF subkeys, one per purpose), and of the
+    /// emergency-code key unless `emergency_code_key` is given.
     pub secret_key: SecretString,
     /// The key that seals new TOTP secrets, then older keys still able to open old ones.
     pub totp_keys: Vec<VersionedKey>,
+    /// Earlier `secret_key`s (rotation): their JWT and reset-token subkeys still verify, for
+    /// those tokens' lifetime; only the current key signs.
+    pub previous_secret_keys: Vec<SecretString>,
+    /// The emergency-code root, separate so it need not rotate with the token key. Codes stored
+    /// under the old derivation (from `secret_key` or a previous one) keep working until used or
+    /// replaced.
+    pub emergency_code_key: Option<SecretString>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -52,7 +60,32 @@ impl Secrets {
         Ok(Self {
             secret_key,
             totp_keys,
+            previous_secret_keys: Vec::new(),
+            emergency_code_key: None,
         })
+    }
+
+    /// Adds the previous secret keys (each at least as long as a current one must be).
+    pub fn with_previous_secret_keys(mut self, keys: Vec<SecretString>) -> Result<Self, KeyError> {
+        if keys
+            .iter()
+            .any(|k| k.expose_secret().len() < MIN_SECRET_KEY_BYTES)
+        {
+            return Err(KeyError::SecretKeyTooShort);
+        }
+        self.previous_secret_keys = keys;
+        Ok(self)
+    }
+
+    pub fn with_emergency_code_key(mut self, key: Option<SecretString>) -> Result<Self, KeyError> {
+        if key
+            .as_ref()
+            .is_some_and(|k| k.expose_secret().len() < MIN_SECRET_KEY_BYTES)
+        {
+            return Err(KeyError::SecretKeyTooShort);
+        }
+        self.emergency_code_key = key;
+        Ok(self)
     }
 
     /// Fresh random secrets (tests).
@@ -95,34 +128,75 @@ impl MacKey {
     }
 }
 
+impl Keys {
+    /// The reset-token keys that verify: the current one, then the previous ones.
+    pub fn password_reset_verifiers(&self) -> impl Iterator<Item = &MacKey> {
+        std::iter::once(&self.password_reset).chain(&self.password_reset_previous)
+    }
+
+    /// The emergency-code keys that verify: the current one, then earlier derivations.
+    pub fn emergency_code_verifiers(&self) -> impl Iterator<Item = &MacKey> {
+        std::iter::once(&self.emergency_codes).chain(&self.emergency_codes_previous)
+    }
+}
+
 pub struct Keys {
     pub jwt: MacKey,
     pub password_reset: MacKey,
     /// Recovery and activation links have keys of their own: no link works as another kind.
     pub recovery: MacKey,
     pub activation: MacKey,
+    /// Refresh tokens' MACs.
+    pub refresh: MacKey,
     pub emergency_codes: MacKey,
+    /// Subkeys of the previous secret keys: verify only, never sign.
+    pub jwt_previous: Vec<MacKey>,
+    pub password_reset_previous: Vec<MacKey>,
+    /// Earlier emergency-code derivations whose hashes may still be stored: verify only.
+    pub emergency_codes_previous: Vec<MacKey>,
     pub totp: TotpSealer,
 }
 
+/// The HKDF subkey `label` of a root secret.
+fn subkey(root: &SecretString, label: &str) -> MacKey {
+    let hkdf = Hkdf::<Sha256>::new(Some(b"account-service/v1"), root.expose_secret().as_bytes());
+    let mut key = [0u8; 32];
+    hkdf.expand(label.as_bytes(), &mut key)
+        .expect("32 bytes is a valid HKDF length");
+    MacKey(SecretBox::new(Box::new(key)))
+}
+
+const EMERGENCY_LABEL: &str = "emergency-code-hmac";
+
 impl Keys {
     pub fn derive(secrets: &Secrets) -> Self {
-        let hkdf = Hkdf::<Sha256>::new(
-            Some(b"account-service/v1"),
-            secrets.secret_key.expose_secret().as_bytes(),
-        );
-        let subkey = |label: &str| {
-            let mut key = [0u8; 32];
-            hkdf.expand(label.as_bytes(), &mut key)
-                .expect("32 bytes is a valid HKDF length");
-            MacKey(SecretBox::new(Box::new(key)))
+        let current = &secrets.secret_key;
+        let previous = &secrets.previous_secret_keys;
+        let old_derivations = || {
+            std::iter::once(current)
+                .chain(previous)
+                .map(|root| subkey(root, EMERGENCY_LABEL))
+        };
+        let (emergency_codes, emergency_codes_previous) = match &secrets.emergency_code_key {
+            Some(own) => (subkey(own, EMERGENCY_LABEL), old_derivations().collect()),
+            None => (
+                subkey(current, EMERGENCY_LABEL),
+                old_derivations().skip(1).collect(),
+            ),
         };
         Self {
-            jwt: subkey("jwt-hs256"),
-            password_reset: subkey("password-reset-token"),
-            recovery: subkey("totp-recovery-token"),
-            activation: subkey("activation-token"),
-            emergency_codes: subkey("emergency-code-hmac"),
+            jwt: subkey(current, "jwt-hs256"),
+            password_reset: subkey(current, "password-reset-token"),
+            recovery: subkey(current, "totp-recovery-token"),
+            activation: subkey(current, "activation-token"),
+            refresh: subkey(current, "refresh-token"),
+            emergency_codes,
+            jwt_previous: previous.iter().map(|k| subkey(k, "jwt-hs256")).collect(),
+            password_reset_previous: previous
+                .iter()
+                .map(|k| subkey(k, "password-reset-token"))
+                .collect(),
+            emergency_codes_previous,
             totp: TotpSealer {
                 keys: secrets
                     .totp_keys
@@ -143,6 +217,54 @@ impl Keys {
 pub struct TotpSealer {
     /// Current key first.
     keys: Vec<(u32, Aes256Gcm)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(text: &str) -> SecretString {
+        SecretString::from(text.repeat(40))
+    }
+
+    #[test]
+    fn previous_keys_verify_and_never_sign() {
+        let old = Keys::derive(&Secrets::new(root("a"), Secrets::generate().totp_keys).unwrap());
+        let rotated = Keys::derive(
+            &Secrets::new(root("b"), Secrets::generate().totp_keys)
+                .unwrap()
+                .with_previous_secret_keys(vec![root("a")])
+                .unwrap(),
+        );
+        assert_ne!(rotated.jwt.bytes(), old.jwt.bytes());
+        assert_eq!(rotated.jwt_previous[0].bytes(), old.jwt.bytes());
+        assert!(rotated
+            .password_reset_verifiers()
+            .any(|k| k.bytes() == old.password_reset.bytes()));
+        // Without an own key, codes follow the token key, and old ones still verify.
+        assert!(rotated
+            .emergency_code_verifiers()
+            .any(|k| k.bytes() == old.emergency_codes.bytes()));
+    }
+
+    #[test]
+    fn an_own_emergency_key_keeps_old_codes_verifying() {
+        let before = Keys::derive(&Secrets::new(root("a"), Secrets::generate().totp_keys).unwrap());
+        let after = Keys::derive(
+            &Secrets::new(root("a"), Secrets::generate().totp_keys)
+                .unwrap()
+                .with_emergency_code_key(Some(root("c")))
+                .unwrap(),
+        );
+        assert_ne!(
+            after.emergency_codes.bytes(),
+            before.emergency_codes.bytes()
+        );
+        assert_eq!(after.jwt.bytes(), before.jwt.bytes());
+        assert!(after
+            .emergency_code_verifiers()
+            .any(|k| k.bytes() == before.emergency_codes.bytes()));
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -171,6 +293,11 @@ impl TotpSealer {
             key_version: *version,
             sealed,
         }
+    }
+
+    /// The version of the key that seals new secrets.
+    pub fn current_version(&self) -> u32 {
+        self.keys[0].0
     }
 
     pub fn open(&self, sealed: &SealedSecret, context: &[u8]) -> Result<Vec<u8>, UnsealError> {

@@ -8,6 +8,7 @@ pub mod keys;
 pub mod password;
 pub mod records;
 pub mod reset_token;
+pub mod session;
 pub mod throttle;
 pub mod token;
 pub mod totp;

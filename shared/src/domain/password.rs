@@ -70,11 +70,7 @@ impl PasswordHasher {
         let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None)
             .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
-        let salt = SaltString::generate(&mut rand::rngs::OsRng);
-        let dummy_hash = argon2
-            .hash_password(b"no account has this password", &salt)
-            .map_err(|e| Error::Internal(format!("argon2: {e}")))?
-            .to_string();
+        let dummy_hash = dummy_hash(&params)?;
         let lanes = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
             argon2: Arc::new(argon2),
@@ -123,6 +119,27 @@ impl PasswordHasher {
         let dummy = self.dummy_hash.clone();
         self.verify(password, &dummy).await.map(|_| Verified::No)
     }
+}
+
+/// A PHC string at the service's parameters with a random salt and a random output: verifying
+/// a password against it costs exactly one hash at those parameters (and never succeeds, short
+/// of a 2^-256 guess of the output), yet making it costs no hashing, so start-up does not pay for
+/// one argon2 run.
+fn dummy_hash(params: &Params) -> Result<String, Error> {
+    use argon2::password_hash::{Output, ParamsString};
+    use rand::RngCore;
+    let salt = SaltString::generate(&mut rand::rngs::OsRng);
+    let mut output = [0u8; Params::DEFAULT_OUTPUT_LEN];
+    rand::rngs::OsRng.fill_bytes(&mut output);
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(params)
+            .map_err(|e| Error::Internal(format!("argon2 parameters: {e}")))?,
+        salt: Some(salt.as_salt()),
+        hash: Some(Output::new(&output).map_err(|e| Error::Internal(format!("argon2: {e}")))?),
+    };
+    Ok(phc.to_string())
 }
 
 fn verify_blocking(argon2: &Argon2<'_>, params: &Params, password: &str, stored: &str) -> Verified {
@@ -275,6 +292,30 @@ mod tests {
     fn a_password_debug_prints_nothing_of_it() {
         let printed = format!("{:?}", Password::new("hunter2hunter2".into()));
         assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn the_dummy_hash_is_shaped_as_a_real_hash_and_matches_nothing() {
+        let cost = Argon2Cost::default();
+        let params = Params::new(cost.memory_kib, cost.iterations, cost.parallelism, None).unwrap();
+        let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+        let salt = SaltString::generate(&mut rand::rngs::OsRng);
+        let real = argon2.hash_password(b"some password", &salt).unwrap();
+        let dummy = dummy_hash(&params).unwrap();
+        let parsed = PasswordHash::new(&dummy).unwrap();
+        // Same algorithm, version, parameters, salt and output lengths: the same verify cost.
+        assert_eq!(parsed.algorithm, real.algorithm);
+        assert_eq!(parsed.version, real.version);
+        assert_eq!(parsed.params, real.params);
+        assert_eq!(parsed.salt.unwrap().len(), real.salt.unwrap().len());
+        assert_eq!(parsed.hash.unwrap().len(), real.hash.unwrap().len());
+        assert_ne!(
+            dummy,
+            dummy_hash(&params).unwrap(),
+            "salt and output are random"
+        );
+        let verified = verify_blocking(&argon2, &params, "some password", &dummy);
+        assert_eq!(verified, Verified::No);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::session::Sessions;
+
 /// A user's numeric id: positive, unique, never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct UserId(pub u64);
@@ -30,12 +32,19 @@ pub struct User {
     /// Signed up with `SEND_ACTIVATION_EMAIL` on and not activated yet: cannot log in.
     #[serde(default)]
     pub pending: bool,
+    /// Set only by an operator (SPEC §10 "Disabled", §12): login is refused and every token
+    /// dies. A reset never lifts it.
+    #[serde(default)]
+    pub disabled: bool,
     /// Lost-authenticator recovery (docs/api.md#recovery).
     #[serde(default)]
     pub recovery: Recovery,
     /// When a password reset last completed.
     #[serde(default)]
     pub reset_at: Option<i64>,
+    /// The live sessions (docs/api.md#sessions).
+    #[serde(default)]
+    pub sessions: Sessions,
 }
 
 /// The recovery state of an account: a per-user nonce that every recovery link covers (it
@@ -133,8 +142,10 @@ impl NewUser {
             totp: None,
             static_codes: None,
             pending: self.pending,
+            disabled: false,
             recovery: Recovery::default(),
             reset_at: None,
+            sessions: Sessions::default(),
         }
     }
 }

@@ -25,6 +25,20 @@ pub struct Claims {
     /// totp/delete. Tokens issued before it existed count from their `iat`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// The session this token belongs to (tokens from before sessions have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+/// What an access token grants: its session, OTP state and password-proof time, from when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant<'a> {
+    pub session: Option<&'a str>,
+    pub otp_device_id: Option<&'a str>,
+    pub auth_time: i64,
+    /// The token's `iat`: the same grant at the same time is the same token (a refresh
+    /// answered again within the reuse window).
+    pub issued_at: i64,
 }
 
 impl Claims {
@@ -37,6 +51,8 @@ impl Claims {
 pub struct TokenIssuer {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// Previous keys' decoders: tokens they signed verify for their lifetime.
+    previous: Vec<DecodingKey>,
     validation: Validation,
     lifetime_secs: i64,
     issuer: String,
@@ -54,6 +70,7 @@ impl TokenIssuer {
         Self {
             encoding: EncodingKey::from_secret(key.bytes()),
             decoding: DecodingKey::from_secret(key.bytes()),
+            previous: Vec::new(),
             validation,
             lifetime_secs,
             issuer: issuer.to_owned(),
@@ -61,23 +78,27 @@ impl TokenIssuer {
         }
     }
 
-    pub fn issue(
-        &self,
-        user: &User,
-        otp_device_id: Option<&str>,
-        auth_time: i64,
-        now: i64,
-    ) -> String {
+    /// Also verifies tokens signed under these (previous) keys; never signs with them.
+    pub fn with_previous(mut self, keys: &[MacKey]) -> Self {
+        self.previous = keys
+            .iter()
+            .map(|k| DecodingKey::from_secret(k.bytes()))
+            .collect();
+        self
+    }
+
+    pub fn issue(&self, user: &User, grant: &Grant<'_>) -> String {
         let claims = Claims {
             user_id: user.id.0,
             username: user.email.clone(),
-            exp: now + self.lifetime_secs,
-            iat: now,
-            otp_device_id: otp_device_id.map(str::to_owned),
+            exp: grant.issued_at + self.lifetime_secs,
+            iat: grant.issued_at,
+            otp_device_id: grant.otp_device_id.map(str::to_owned),
             tgen: user.token_gen.clone(),
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            auth_time: Some(auth_time),
+            auth_time: Some(grant.auth_time),
+            sid: grant.session.map(str::to_owned),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .expect("HS256 encoding of plain claims cannot fail")
@@ -86,9 +107,16 @@ impl TokenIssuer {
     /// Verifies signature, algorithm, issuer, audience and expiry. No storage is touched: a forged token is
     /// refused here.
     pub fn decode(&self, token: &str, now: i64) -> Result<Claims, AuthFailure> {
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| AuthFailure::DecodeError)?
-            .claims;
+        let mut decoded = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation);
+        for key in &self.previous {
+            match &decoded {
+                Err(e) if *e.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature => {
+                    decoded = jsonwebtoken::decode::<Claims>(token, key, &self.validation);
+                }
+                _ => break,
+            }
+        }
+        let claims = decoded.map_err(|_| AuthFailure::DecodeError)?.claims;
         if now >= claims.exp {
             return Err(AuthFailure::Expired);
         }

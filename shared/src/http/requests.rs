@@ -8,7 +8,7 @@ use crate::error::FieldErrors;
 use crate::service::events::{TrailPage, DEFAULT_PAGE, INVALID_CURSOR, LIMIT_RANGE, MAX_PAGE};
 use crate::service::requests::{
     AccountDeletion, Credentials, Invalid, LinkConfirmation, Parsed, PasswordChange,
-    ResendActivation, ResetConfirmation, ResetRequest, SignUp,
+    RefreshRequest, ResendActivation, ResetConfirmation, ResetRequest, SignUp,
 };
 use crate::service::reset::INVALID_UID;
 
@@ -147,6 +147,17 @@ impl FromBody for LinkConfirmation {
             _ => None,
         };
         finish(fields, value, uid)
+    }
+}
+
+impl FromBody for RefreshRequest {
+    type Partial = ();
+    fn from_body(body: &Body) -> Parsed<Self, ()> {
+        let mut fields = body.fields();
+        let value = fields
+            .string("refresh")
+            .map(|refresh| RefreshRequest { refresh });
+        finish(fields, value, ())
     }
 }
 

@@ -55,6 +55,9 @@ pub enum Endpoint {
     UserResendActivation,
     TotpRecoveryRequest,
     TotpRecovery,
+    LoginRefresh,
+    SessionList,
+    SessionEnd,
 }
 
 /// A path parameter and the shape it must have (anything else is a 404).
@@ -62,6 +65,7 @@ pub enum Endpoint {
 pub enum Param {
     TotpCode,
     EmergencyCode,
+    SessionId,
 }
 
 impl Param {
@@ -69,6 +73,7 @@ impl Param {
         match self {
             Self::TotpCode => crate::domain::totp::is_totp_code_shape(segment),
             Self::EmergencyCode => crate::domain::totp::is_emergency_code_shape(segment),
+            Self::SessionId => crate::domain::session::user_of(segment).is_some(),
         }
     }
 }
@@ -184,6 +189,28 @@ pub static ROUTES: &[Route] = &[
     ),
     route!(Login, Anonymous, ["POST"], "/api/user/login/", Login),
     route!(
+        LoginRefresh,
+        Anonymous,
+        ["POST"],
+        "/api/user/login/refresh/",
+        Login
+    ),
+    route!(
+        SessionList,
+        OtpVerified,
+        ["GET"],
+        "/api/user/sessions/",
+        Accounts
+    ),
+    route!(
+        SessionEnd,
+        OtpVerified,
+        ["DELETE"],
+        "/api/user/sessions/{id}/",
+        Accounts,
+        Some(Param::SessionId)
+    ),
+    route!(
         PasswordReset,
         Public,
         ["POST"],
@@ -260,7 +287,7 @@ impl Route {
         let mut path_segments = path.split('/');
         for expected in template.split('/') {
             let segment = path_segments.next()?;
-            if expected == "{code}" {
+            if expected.starts_with('{') {
                 param = Some(segment);
             } else if segment != expected {
                 return None;

@@ -1,5 +1,6 @@
 //! The mail port and its adapters: SES v2 in AWS, an `.eml` outbox for local runs.
 
+#[cfg(feature = "outbox")]
 pub mod outbox;
 pub mod ses;
 

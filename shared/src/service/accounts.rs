@@ -10,6 +10,7 @@ use crate::Error;
 
 use super::limits::{reset_epoch, under_epoch};
 use super::requests::{AccountDeletion, Credentials, Invalid, Parsed, PasswordChange, SignUp};
+use super::sessions::Tokens;
 use super::{random_id, Principal, Service};
 use crate::domain::throttle::Counter;
 
@@ -90,7 +91,7 @@ impl Service {
         &self,
         request: Parsed<Credentials, ()>,
         origin: &Origin,
-    ) -> Result<String, Error> {
+    ) -> Result<Tokens, Error> {
         let Credentials {
             email: email_text,
             password,
@@ -140,25 +141,30 @@ impl Service {
                 return Err(Error::non_field(BAD_CREDENTIALS));
             }
         };
-        if user.pending {
-            // Only after the password: it tells nothing to someone without it.
+        if user.pending || user.disabled {
+            // drf-jwt's order: credentials first, then `is_active`, so only someone holding the
+            // password learns the account is pending or disabled. The attempt stays counted.
             return Err(Error::non_field(ACCOUNT_DISABLED));
         }
         // A recovery whose wait is over completes now: the password alone logs in.
         if let Some(recovered) = self.complete_recovery_if_due(&user, origin).await? {
             user = recovered;
         }
+        self.login_succeeded(&scopes, &counted, epoch, &Effects::none())
+            .await?;
+        if verified == Verified::YesRehash {
+            self.upgrade_hash(&user, password).await;
+        }
+        // Login starts a session (not OTP-verified), its event in the same write.
         let effects = Effects {
             events: vec![self.trail_event(SecurityEvent::LoginSucceeded, user.id, origin)],
             mail: Vec::new(),
         };
-        self.login_succeeded(&scopes, &counted, epoch, &effects)
+        let tokens = self
+            .start_session(&user, None, self.now(), origin, &effects)
             .await?;
         self.log_effects(&effects, origin);
-        if verified == Verified::YesRehash {
-            self.upgrade_hash(&user, password).await;
-        }
-        Ok(self.issue_token(&user, None, self.now()))
+        Ok(tokens)
     }
 
     /// Rehashes a legacy (pbkdf2) or weaker hash to the current argon2id cost. Best effort: a
@@ -174,6 +180,7 @@ impl Service {
                 clear_totp_failures: false,
                 reset_at: None,
                 recovery: None,
+                sessions: None,
             };
             self.store
                 .update_password(user.id, update, &Effects::none())
@@ -305,10 +312,20 @@ impl Service {
             last_login: None,
             clear_totp_failures: false,
             reset_at: None,
-            recovery: self.cancelled_recovery(user),
+            recovery: Some(self.recovery_after_password()),
+            // Every other session ends; the caller's stays unless LOGOUT_ON_PASSWORD_CHANGE.
+            sessions: Some(match self.settings.logout_on_password_change {
+                true => Default::default(),
+                false => user
+                    .sessions
+                    .iter()
+                    .filter(|(id, _)| principal.session.as_deref() == Some(id.as_str()))
+                    .map(|(id, state)| (id.clone(), state.clone()))
+                    .collect(),
+            }),
         };
         let mut effects = self.effects(SecurityEvent::PasswordChanged, user, origin, None);
-        if update.recovery.is_some() {
+        if user.recovery.until.is_some() {
             let cancelled = self.effects(SecurityEvent::RecoveryCancelled, user, origin, None);
             effects.events.extend(cancelled.events);
             effects.mail.extend(cancelled.mail);

@@ -48,6 +48,15 @@ impl TrailPage {
     }
 }
 
+/// An event id that orders events of one second as they happened (the sub-second of the
+/// process's real time), then a random tail that keeps ids apart across processes.
+fn ordered_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{nanos:09}{}", &random_id()[..8])
+}
+
 fn encode_cursor(position: &str) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(position)
 }
@@ -76,7 +85,7 @@ impl Service {
             at: self.now(),
             ip: origin.ip.key(),
             user_agent: origin.user_agent.clone(),
-            id: random_id(),
+            id: ordered_id(),
             count: None,
         }
     }
@@ -168,7 +177,15 @@ impl Service {
     pub async fn security_log(&self, user: &User, page: &TrailPage) -> Result<Value, Error> {
         let before = page.before.as_deref().unwrap_or(NEWEST);
         let wanted = page.limit + 1;
-        let events = self.store.trail(user.id, before, wanted).await?;
+        let now = self.now();
+        // Expired events read as absent (TTL deletion lags, and local stores never delete).
+        let events: Vec<_> = self
+            .store
+            .trail(user.id, before, wanted)
+            .await?
+            .into_iter()
+            .filter(|e| e.at + TRAIL_SECS > now)
+            .collect();
         // Hours up to and including the cursor's own hour; positions then decide.
         let before_hour = match page.before.as_deref() {
             Some(position) => position[..12].parse::<i64>().unwrap_or(0) + 1,

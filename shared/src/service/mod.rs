@@ -4,9 +4,11 @@ pub mod accounts;
 pub mod events;
 pub mod limits;
 pub mod mailer;
+pub mod operator;
 pub mod recovery;
 pub mod requests;
 pub mod reset;
+pub mod sessions;
 pub mod two_factor;
 
 use std::sync::Arc;
@@ -51,6 +53,8 @@ pub struct Principal {
     pub user: User,
     /// When the password behind the presented token was proven.
     pub auth_time: i64,
+    /// The presented token's session (none for tokens from before sessions).
+    pub session: Option<String>,
 }
 
 /// A random opaque id: token generations and device ids.
@@ -86,12 +90,22 @@ impl Service {
             .user(UserId(claims.user_id))
             .await?
             .ok_or(Error::Unauthenticated(AuthFailure::UnknownUser))?;
+        if user.disabled {
+            // SPEC §10 "Disabled": every token of a disabled account is refused (before the
+            // generation check: disabling also rotates it).
+            return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
+        }
         let current: bool = user
             .token_gen
             .as_bytes()
             .ct_eq(claims.tgen.as_bytes())
             .into();
-        if !current {
+        // An ended session's access tokens die with it.
+        let live = claims
+            .sid
+            .as_deref()
+            .is_none_or(|sid| user.sessions.contains_key(sid));
+        if !current || !live {
             // A revoked token reads as the original's per-user-secret rotation did.
             return Err(Error::Unauthenticated(AuthFailure::DecodeError));
         }
@@ -115,13 +129,8 @@ impl Service {
         Ok(Principal {
             user,
             auth_time: claims.auth_time(),
+            session: claims.sid,
         })
-    }
-
-    /// A token for `user` whose password was proven at `auth_time`.
-    pub fn issue_token(&self, user: &User, otp_device_id: Option<&str>, auth_time: i64) -> String {
-        self.tokens
-            .issue(user, otp_device_id, auth_time, self.now())
     }
 
     /// Whether the principal's password proof is recent enough for a two-factor change.

@@ -31,6 +31,15 @@ impl Service {
         })
     }
 
+    /// The recovery state after a password change or reset: any recovery link mailed before
+    /// dies (a new nonce), and a wait under way is cancelled.
+    pub fn recovery_after_password(&self) -> Recovery {
+        Recovery {
+            nonce: random_id(),
+            until: None,
+        }
+    }
+
     /// `POST /api/totp/recovery/request/`: mails a recovery link (always 204). Nothing is sent
     /// without a confirmed device, while a recovery is under way, or soon after a reset.
     pub async fn request_recovery(&self, user: &User, origin: &Origin) -> Result<(), Error> {
@@ -65,8 +74,12 @@ impl Service {
         request: Parsed<LinkConfirmation, Option<Uid>>,
         origin: &Origin,
     ) -> Result<(), Error> {
-        let request = request.map_err(|invalid| Error::Fields(invalid.errors))?;
         let refused = || Error::non_field(INVALID_TOKEN);
+        let request = request.map_err(|invalid| match invalid.errors.get("uid") {
+            // An unparsable uid reads as any bad link: which part was wrong is not said.
+            Some(_) => refused(),
+            None => Error::Fields(invalid.errors),
+        })?;
         let user = self.store.user(request.uid.0).await?.ok_or_else(refused)?;
         let now = self.now();
         let genuine = request.token.is_some_and(|token| {
@@ -203,10 +216,22 @@ impl Service {
         request: Parsed<ResendActivation, ()>,
         origin: &Origin,
     ) -> Result<(), Error> {
-        self.count_one(&self.reset_request_scope(origin.ip)).await?;
         let email = request
             .map_err(|invalid| Error::Fields(invalid.errors))?
             .email;
+        // Always 204, at one deadline: nothing tells a pending account from any other address.
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(self.settings.reset_min_duration_ms);
+        let answer = self.queue_activation(&email, origin).await;
+        tokio::time::sleep_until(deadline).await;
+        answer
+    }
+
+    async fn queue_activation(
+        &self,
+        email: &crate::domain::email::Email,
+        origin: &Origin,
+    ) -> Result<(), Error> {
         let Some(user) = self.store.user_by_email(email.normalized()).await? else {
             return Ok(());
         };

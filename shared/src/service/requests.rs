@@ -60,6 +60,11 @@ pub struct ResendActivation {
 }
 
 #[derive(Debug)]
+pub struct RefreshRequest {
+    pub refresh: String,
+}
+
+#[derive(Debug)]
 pub struct ResetConfirmation {
     pub uid: Uid,
     /// `None` when the token does not parse: it is refused as a bad token, after the checks

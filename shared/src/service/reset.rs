@@ -133,13 +133,11 @@ impl Service {
             )));
         }
         let now = self.now();
+        // Links signed under a previous secret key stay valid for their lifetime.
         let genuine = request.token.is_some_and(|token| {
-            token.is_valid_for(
-                &self.keys.password_reset,
-                &user,
-                now,
-                self.settings.password_reset_timeout_secs,
-            )
+            self.keys.password_reset_verifiers().any(|key| {
+                token.is_valid_for(key, &user, now, self.settings.password_reset_timeout_secs)
+            })
         });
         if !genuine {
             return Err(Error::non_field(INVALID_TOKEN));
@@ -152,10 +150,11 @@ impl Service {
             clear_totp_failures: true,
             // The mailbox is proven: a pending account is active from now on.
             reset_at: Some(now),
-            recovery: self.cancelled_recovery(&user),
+            recovery: Some(self.recovery_after_password()),
+            sessions: Some(Default::default()),
         };
         let mut effects = self.effects(SecurityEvent::PasswordResetCompleted, &user, origin, None);
-        if update.recovery.is_some() {
+        if user.recovery.until.is_some() {
             let cancelled = self.effects(SecurityEvent::RecoveryCancelled, &user, origin, None);
             effects.events.extend(cancelled.events);
             effects.mail.extend(cancelled.mail);

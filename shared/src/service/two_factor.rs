@@ -9,6 +9,8 @@ use crate::domain::records::{Failures, StaticCodes, TotpDevice, User};
 use crate::domain::totp;
 use crate::error::AuthFailure;
 use crate::store::{Effects, TotpAccept, TotpInsert};
+
+use super::sessions::Tokens;
 use crate::Error;
 
 use super::{random_id, Principal, Service};
@@ -19,7 +21,7 @@ pub const NO_CONFIRMED_DEVICE: &str =
     "Emergency codes need a confirmed TOTP device: verify a TOTP code first.";
 
 /// The associated data binding a sealed secret to its user and device.
-fn seal_context(user: &User, device_id: &str) -> Vec<u8> {
+pub(super) fn seal_context(user: &User, device_id: &str) -> Vec<u8> {
     format!("{}/{device_id}", user.id).into_bytes()
 }
 
@@ -82,7 +84,7 @@ impl Service {
         principal: &Principal,
         code: &str,
         origin: &Origin,
-    ) -> Result<String, Error> {
+    ) -> Result<Tokens, Error> {
         let user = &principal.user;
         let device = user.totp.as_ref().ok_or(Error::CodeRefused)?;
         let now = self.now();
@@ -113,7 +115,8 @@ impl Service {
                 self.log_effects(&effects, origin);
                 // A code login proves the owner holds the device: a recovery under way stops.
                 self.cancel_recovery(user, origin).await?;
-                Ok(self.issue_token(user, Some(&device.device_id), principal.auth_time))
+                self.upgrade_session(principal, &device.device_id, origin)
+                    .await
             }
             None => {
                 self.store
@@ -132,10 +135,14 @@ impl Service {
         &self,
         principal: &Principal,
         origin: &Origin,
-    ) -> Result<String, Error> {
+    ) -> Result<Tokens, Error> {
         let mut user = principal.user.clone();
         let new_gen = random_id();
-        let effects = self.effects(SecurityEvent::TotpRemoved, &user, origin, None);
+        // Only a device that was there is reported removed.
+        let effects = match user.totp.is_some() {
+            true => self.effects(SecurityEvent::TotpRemoved, &user, origin, None),
+            false => Effects::none(),
+        };
         if !self
             .store
             .remove_two_factor(user.id, &new_gen, &effects)
@@ -144,8 +151,11 @@ impl Service {
             return Err(Error::Unauthenticated(AuthFailure::UnknownUser));
         }
         self.log_effects(&effects, origin);
+        // Every session ended with the generation; the caller gets a new one.
         user.token_gen = new_gen;
-        Ok(self.issue_token(&user, None, principal.auth_time))
+        user.sessions.clear();
+        self.start_session(&user, None, principal.auth_time, origin, &Effects::none())
+            .await
     }
 
     /// Six fresh emergency codes replacing all old ones; only their keyed hashes are stored.
@@ -190,17 +200,27 @@ impl Service {
         principal: &Principal,
         code: &str,
         origin: &Origin,
-    ) -> Result<String, Error> {
+    ) -> Result<Tokens, Error> {
         let user = &principal.user;
         let codes = user.static_codes.as_ref().ok_or(Error::CodeRefused)?;
         let now = self.now();
         if totp::throttle_wait(codes.failures, now).is_some() {
             return Err(Error::CodeRefused);
         }
-        let hash = totp::emergency_code_hash(&self.keys.emergency_codes, user.id, code);
-        let known = codes.hashes.iter().fold(false, |found, h| {
-            found | bool::from(h.as_bytes().ct_eq(hash.as_bytes()))
-        });
+        // The current key's hash, or an earlier derivation's for codes stored before a key
+        // change (they keep working until used or replaced).
+        let mut hash = None;
+        for key in self.keys.emergency_code_verifiers() {
+            let candidate = totp::emergency_code_hash(key, user.id, code);
+            let found = codes.hashes.iter().fold(false, |found, h| {
+                found | bool::from(h.as_bytes().ct_eq(candidate.as_bytes()))
+            });
+            if found && hash.is_none() {
+                hash = Some(candidate);
+            }
+        }
+        let known = hash.is_some();
+        let hash = hash.unwrap_or_default();
         let codes_left = codes.hashes.len().saturating_sub(1);
         let mut effects = self.effects(SecurityEvent::CodeUsed, user, origin, Some(codes_left));
         let succeeded = self.trail_event(SecurityEvent::OtpSucceeded, user.id, origin);
@@ -213,7 +233,9 @@ impl Service {
         {
             self.log_effects(&effects, origin);
             self.cancel_recovery(user, origin).await?;
-            return Ok(self.issue_token(user, Some(&codes.device_id), principal.auth_time));
+            return self
+                .upgrade_session(principal, &codes.device_id, origin)
+                .await;
         }
         if !known {
             self.store

@@ -9,12 +9,15 @@ use redb::{Database, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    Claim, CounterKey, CounterWrite, Created, Effects, FailureHour, PasswordUpdate, Store,
-    StoreError, StoreResult, TotpAccept, TotpInsert,
+    Claim, CounterKey, CounterWrite, Created, Effects, FailureHour, Imported, PageCursor,
+    PasswordUpdate, Store, StoreError, StoreResult, TotpAccept, TotpInsert, UserPage,
 };
 use crate::domain::events::{QueueItem, TrailEvent};
 use crate::domain::records::NewUser;
-use crate::domain::records::{Failures, Recovery, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::records::{
+    Failures, Recovery, SealedSecret, StaticCodes, TotpDevice, User, UserId,
+};
+use crate::domain::session::{SessionDetails, SessionState, MAX_SESSIONS};
 use crate::domain::throttle::Counter;
 
 const USERS: TableDefinition<u64, &[u8]> = TableDefinition::new("users");
@@ -25,6 +28,8 @@ const THROTTLES: TableDefinition<&str, &[u8]> = TableDefinition::new("throttles"
 const TRAIL: TableDefinition<&str, &[u8]> = TableDefinition::new("trail");
 /// Login failures per address and hour under `<email_norm>|<hour:012>`.
 const FAILURE_HOURS: TableDefinition<&str, &[u8]> = TableDefinition::new("failure_hours");
+/// Session details under `<user:020>|<session id>`.
+const SESSION_DETAILS: TableDefinition<&str, &[u8]> = TableDefinition::new("session_details");
 /// The mail queue: item id to item and claim.
 const MAIL_QUEUE: TableDefinition<&str, &[u8]> = TableDefinition::new("mail_queue");
 
@@ -173,6 +178,7 @@ impl EmbeddedStore {
         tx.open_table(TRAIL).map_err(unavailable)?;
         tx.open_table(FAILURE_HOURS).map_err(unavailable)?;
         tx.open_table(MAIL_QUEUE).map_err(unavailable)?;
+        tx.open_table(SESSION_DETAILS).map_err(unavailable)?;
         tx.commit().map_err(unavailable)?;
         Ok(Self { db: Arc::new(db) })
     }
@@ -221,18 +227,16 @@ impl EmbeddedStore {
         .await
     }
 
+    /// Runs `op` in one read transaction, inline on the calling task: a redb point read is a
+    /// few microseconds of page-cache access (MVCC, it never waits for writers), far less than
+    /// the thread hand-off of `spawn_blocking` it used to pay on every request.
     async fn read<T, F>(&self, op: F) -> StoreResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&redb::ReadTransaction) -> StoreResult<T> + Send + 'static,
     {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || {
-            let tx = db.begin_read().map_err(unavailable)?;
-            op(&tx)
-        })
-        .await
-        .map_err(unavailable)?
+        let tx = self.db.begin_read().map_err(unavailable)?;
+        op(&tx)
     }
 }
 
@@ -400,6 +404,7 @@ impl Store for EmbeddedStore {
         let new_gen = new_gen.to_owned();
         self.update_user(id, effects, move |user| {
             user.token_gen = new_gen;
+            user.sessions.clear();
             true
         })
         .await
@@ -458,6 +463,9 @@ impl Store for EmbeddedStore {
             }
             if let Some(recovery) = update.recovery {
                 user.recovery = recovery;
+            }
+            if let Some(sessions) = update.sessions {
+                user.sessions = sessions;
             }
             true
         })
@@ -606,7 +614,85 @@ impl Store for EmbeddedStore {
             user.totp = None;
             user.static_codes = None;
             user.token_gen = new_gen;
+            user.sessions.clear();
             true
+        })
+        .await
+    }
+
+    async fn put_session(
+        &self,
+        id: UserId,
+        session: &str,
+        seen_gen: Option<u64>,
+        state: SessionState,
+        evict: Option<&str>,
+        details: Option<&SessionDetails>,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        let (session, evict) = (session.to_owned(), evict.map(str::to_owned));
+        let details = details.cloned();
+        let effects = effects.clone();
+        self.write(move |tx| {
+            let Some(mut user) = get_user(tx, id)? else {
+                return Ok((false, false));
+            };
+            let current = user.sessions.get(&session).map(|s| s.gen);
+            if current != seen_gen {
+                return Ok((false, false));
+            }
+            if seen_gen.is_none() {
+                match &evict {
+                    Some(evict) if user.sessions.remove(evict).is_none() => {
+                        return Ok((false, false))
+                    }
+                    None if user.sessions.len() >= MAX_SESSIONS => return Ok((false, false)),
+                    _ => {}
+                }
+            }
+            user.sessions.insert(session.clone(), state);
+            put_user(tx, &user)?;
+            if let Some(details) = &details {
+                tx.open_table(SESSION_DETAILS)
+                    .map_err(unavailable)?
+                    .insert(
+                        trail_key(id, &details.id).as_str(),
+                        encode(details)?.as_slice(),
+                    )
+                    .map_err(unavailable)?;
+            }
+            write_effects(tx, &effects)?;
+            Ok((true, true))
+        })
+        .await
+    }
+
+    async fn end_session(&self, id: UserId, session: &str, effects: &Effects) -> StoreResult<bool> {
+        let session = session.to_owned();
+        self.update_user(id, effects, move |user| {
+            user.sessions.remove(&session).is_some()
+        })
+        .await
+    }
+
+    async fn session_details(
+        &self,
+        id: UserId,
+        sessions: &[String],
+    ) -> StoreResult<Vec<SessionDetails>> {
+        let keys: Vec<String> = sessions.iter().map(|s| trail_key(id, s)).collect();
+        self.read(move |tx| {
+            let table = tx.open_table(SESSION_DETAILS).map_err(unavailable)?;
+            let mut found = Vec::new();
+            for key in &keys {
+                if let Some(value) = table.get(key.as_str()).map_err(unavailable)? {
+                    found.push(
+                        serde_json::from_slice(value.value())
+                            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    );
+                }
+            }
+            Ok(found)
         })
         .await
     }
@@ -646,6 +732,7 @@ impl Store for EmbeddedStore {
             user.static_codes = None;
             user.token_gen = new_gen;
             user.recovery = next;
+            user.sessions.clear();
             true
         })
         .await
@@ -832,6 +919,115 @@ impl Store for EmbeddedStore {
                 table.remove(key.as_str()).map_err(unavailable)?;
             }
             Ok(((), !keys.is_empty()))
+        })
+        .await
+    }
+
+    // Operator (accounts-admin) operations.
+
+    async fn import_users(&self, users: Vec<User>) -> StoreResult<Vec<Imported>> {
+        // One write transaction for the whole batch; each user is checked on its own.
+        self.write(move |tx| {
+            let mut outcomes = Vec::with_capacity(users.len());
+            let mut changed = false;
+            {
+                let mut counters = tx.open_table(COUNTERS).map_err(unavailable)?;
+                let last = counters
+                    .get("user")
+                    .map_err(unavailable)?
+                    .map(|v| v.value())
+                    .unwrap_or(0);
+                let highest = users.iter().map(|u| u.id.0).max().unwrap_or(0);
+                if highest > last {
+                    counters.insert("user", highest).map_err(unavailable)?;
+                    changed = true;
+                }
+            }
+            for user in &users {
+                let mut emails = tx.open_table(EMAILS).map_err(unavailable)?;
+                if get_user(tx, user.id)?.is_some() {
+                    outcomes.push(Imported::IdTaken);
+                    continue;
+                }
+                if emails
+                    .get(user.email_norm.as_str())
+                    .map_err(unavailable)?
+                    .is_some()
+                {
+                    outcomes.push(Imported::EmailTaken);
+                    continue;
+                }
+                emails
+                    .insert(user.email_norm.as_str(), user.id.0)
+                    .map_err(unavailable)?;
+                drop(emails);
+                put_user(tx, user)?;
+                outcomes.push(Imported::Inserted);
+                changed = true;
+            }
+            Ok((outcomes, changed))
+        })
+        .await
+    }
+
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        new_gen: Option<&str>,
+    ) -> StoreResult<bool> {
+        let new_gen = new_gen.map(str::to_owned);
+        self.update_user(id, &Effects::none(), move |user| {
+            user.disabled = disabled;
+            if let Some(gen) = new_gen {
+                user.token_gen = gen;
+            }
+            true
+        })
+        .await
+    }
+
+    async fn users_page(&self, after: Option<PageCursor>, limit: u32) -> StoreResult<UserPage> {
+        let start = match after {
+            None => 0,
+            Some(PageCursor(text)) => text
+                .parse::<u64>()
+                .map_err(|_| StoreError::Corrupt("bad page cursor".to_owned()))?
+                .saturating_add(1),
+        };
+        self.read(move |tx| {
+            let table = tx.open_table(USERS).map_err(unavailable)?;
+            let mut users = Vec::new();
+            for row in table.range(start..).map_err(unavailable)? {
+                let (_, value) = row.map_err(unavailable)?;
+                users.push(decode_user(value.value())?);
+                if users.len() >= limit.max(1) as usize {
+                    break;
+                }
+            }
+            let next = match users.len() >= limit.max(1) as usize {
+                true => users.last().map(|u| PageCursor(u.id.0.to_string())),
+                false => None,
+            };
+            Ok(UserPage { users, next })
+        })
+        .await
+    }
+
+    async fn reseal_totp_secret(
+        &self,
+        id: UserId,
+        device_id: &str,
+        seen: &SealedSecret,
+        resealed: SealedSecret,
+    ) -> StoreResult<bool> {
+        let (device_id, seen) = (device_id.to_owned(), seen.clone());
+        self.update_user(id, &Effects::none(), move |user| match user.totp.as_mut() {
+            Some(device) if device.device_id == device_id && device.secret == seen => {
+                device.secret = resealed;
+                true
+            }
+            _ => false,
         })
         .await
     }

@@ -3,12 +3,16 @@
 //! winner. Conditional writes answer `Ok(false)` when their condition did not hold.
 
 pub mod dynamo;
+#[cfg(feature = "embedded-store")]
 pub mod embedded;
 
 use async_trait::async_trait;
 
 use crate::domain::events::{QueueItem, TrailEvent};
-use crate::domain::records::{NewUser, Recovery, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::records::{
+    NewUser, Recovery, SealedSecret, StaticCodes, TotpDevice, User, UserId,
+};
+use crate::domain::session::{SessionDetails, SessionState, Sessions};
 use crate::domain::throttle::Counter;
 
 /// Which abuse-limit counter (docs/data-model.md#abuse-limit-counters). Windows are the start of
@@ -130,6 +134,8 @@ pub struct PasswordUpdate {
     pub reset_at: Option<i64>,
     /// The recovery state to set (a change or reset cancels a recovery under way).
     pub recovery: Option<Recovery>,
+    /// The sessions that remain (a reset ends them all; a change all but the caller's).
+    pub sessions: Option<Sessions>,
 }
 
 /// A TOTP code accepted at `step`: applied only if the device is the one seen, its failure count
@@ -279,6 +285,36 @@ pub trait Store: Send + Sync + 'static {
         effects: &Effects,
     ) -> StoreResult<bool>;
 
+    // Sessions (docs/api.md#sessions). Ending every session is part of the writes that rotate
+    // the token generation (logout-all, reset, two-factor removal, recovery), which also set
+    // `sessions` to none.
+
+    /// Adds or replaces one session (its hot part on the user item, and its details item if
+    /// given), if its generation is still `seen_gen` (`None`: it must not exist yet, and the
+    /// user must have fewer than [`crate::domain::session::MAX_SESSIONS`], or `evict` is
+    /// ended in the same write).
+    #[allow(clippy::too_many_arguments)]
+    async fn put_session(
+        &self,
+        id: UserId,
+        session: &str,
+        seen_gen: Option<u64>,
+        state: SessionState,
+        evict: Option<&str>,
+        details: Option<&SessionDetails>,
+        effects: &Effects,
+    ) -> StoreResult<bool>;
+
+    /// Ends one session, if it is live.
+    async fn end_session(&self, id: UserId, session: &str, effects: &Effects) -> StoreResult<bool>;
+
+    /// The details of some sessions (those found).
+    async fn session_details(
+        &self,
+        id: UserId,
+        sessions: &[String],
+    ) -> StoreResult<Vec<SessionDetails>>;
+
     // Recovery and activation (docs/api.md#recovery, docs/api.md#activation).
 
     /// Sets the recovery state, if it is still the one seen (its nonce and wait).
@@ -344,6 +380,57 @@ pub trait Store: Send + Sync + 'static {
 
     /// Removes what a deleted user left behind (the trail).
     async fn purge_user(&self, user: UserId) -> StoreResult<()>;
+
+    // Operator (accounts-admin) operations.
+
+    /// Imports users with their own ids (SPEC §12), each one atomically with its email claim and
+    /// only if neither its id nor its address exists. First moves the id counter past the
+    /// highest id given, so no sign-up can be handed one of them. Answers one outcome per user,
+    /// in order. Stores batch the writes as far as their conditions allow.
+    async fn import_users(&self, users: Vec<User>) -> StoreResult<Vec<Imported>>;
+
+    /// Sets or lifts *disabled* (SPEC §10). With `new_gen`, also rotates the token generation
+    /// (disabling does, so that enabling again does not revive old tokens). False if the user is
+    /// gone.
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        new_gen: Option<&str>,
+    ) -> StoreResult<bool>;
+
+    /// One page of users in no promised order; `after` is the previous page's `next`.
+    async fn users_page(&self, after: Option<PageCursor>, limit: u32) -> StoreResult<UserPage>;
+
+    /// Replaces a TOTP secret's ciphertext (key rotation), only if the device and the sealed
+    /// secret are still the ones seen.
+    async fn reseal_totp_secret(
+        &self,
+        id: UserId,
+        device_id: &str,
+        seen: &SealedSecret,
+        resealed: SealedSecret,
+    ) -> StoreResult<bool>;
+}
+
+/// Outcome of one user of [`Store::import_users`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Imported {
+    Inserted,
+    /// A user with this id exists (a previous import, or an id taken since).
+    IdTaken,
+    /// Another account has this address (case-insensitively).
+    EmailTaken,
+}
+
+/// Where a [`Store::users_page`] scan goes on: opaque to callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PageCursor(pub String);
+
+#[derive(Debug)]
+pub struct UserPage {
+    pub users: Vec<User>,
+    pub next: Option<PageCursor>,
 }
 
 impl From<StoreError> for crate::Error {

@@ -7,12 +7,14 @@ use crate::clock::{Clock, SystemClock};
 use crate::domain::keys::{Keys, Secrets};
 use crate::domain::password::{self, PasswordHasher};
 use crate::domain::token::TokenIssuer;
+#[cfg(feature = "outbox")]
 use crate::mail::outbox::Outbox;
 use crate::mail::ses::SesMailer;
 use crate::mail::Mailer;
 use crate::service::Service;
 use crate::settings::{MailerKind, Mode, Settings, StorageConfig};
 use crate::store::dynamo::DynamoStore;
+#[cfg(feature = "embedded-store")]
 use crate::store::embedded::EmbeddedStore;
 use crate::store::Store;
 use crate::wiring::config::{self, ConfigError};
@@ -53,6 +55,31 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// The keys secret (`KEYS_SECRET_ARN`: an ARN or name) from Secrets Manager, read once at
+/// start-up, so keys are neither in the function's configuration nor resolved at deploy time.
+pub async fn keys_from_secrets_manager(
+    aws: &aws_config::SdkConfig,
+    settings: &Settings,
+    id: &str,
+) -> Result<Secrets, StartupError> {
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let output = client
+        .get_secret_value()
+        .secret_id(id)
+        .send()
+        .await
+        .map_err(|e| {
+            StartupError::Other(format!(
+                "cannot read the keys secret: {}",
+                aws_sdk_secretsmanager::error::DisplayErrorContext(e)
+            ))
+        })?;
+    let json = output
+        .secret_string
+        .ok_or_else(|| StartupError::Other("the keys secret holds no string".to_owned()))?;
+    Ok(config::secrets_from_json(settings, &json)?)
+}
+
 impl App {
     pub fn new(
         settings: Settings,
@@ -67,7 +94,8 @@ impl App {
             settings.token_lifetime_secs,
             &settings.jwt_issuer,
             &settings.jwt_audience,
-        );
+        )
+        .with_previous(&keys.jwt_previous);
         let hasher =
             PasswordHasher::new(settings.argon2).map_err(|e| StartupError::Other(e.to_string()))?;
         password::warm_up();
@@ -88,12 +116,19 @@ impl App {
     /// Builds the app from the environment (README: Configuration).
     pub async fn from_env(mode: Mode) -> Result<Self, StartupError> {
         let settings = config::settings_from_env(mode)?;
-        let secrets = config::secrets_from_env(&settings)?;
+        let keys_secret = std::env::var("KEYS_SECRET_ARN")
+            .ok()
+            .filter(|v| !v.is_empty());
         let needs_aws = matches!(settings.storage, StorageConfig::DynamoDb { .. })
-            || settings.mailer == MailerKind::Ses;
+            || settings.mailer == MailerKind::Ses
+            || keys_secret.is_some();
         let aws = match needs_aws {
             true => Some(aws_sdk_config().await),
             false => None,
+        };
+        let secrets = match (&keys_secret, &aws) {
+            (Some(id), Some(aws)) => keys_from_secrets_manager(aws, &settings, id).await?,
+            _ => config::secrets_from_env(&settings)?,
         };
         let store: Arc<dyn Store> = match (&settings.storage, &aws) {
             (StorageConfig::DynamoDb { table }, Some(aws)) => {
@@ -108,9 +143,16 @@ impl App {
                 store.warm_up().await;
                 Arc::new(store)
             }
+            #[cfg(feature = "embedded-store")]
             (StorageConfig::Embedded { path }, _) => Arc::new(
                 EmbeddedStore::open(path).map_err(|e| StartupError::Storage(e.to_string()))?,
             ),
+            #[cfg(not(feature = "embedded-store"))]
+            (StorageConfig::Embedded { .. }, _) => {
+                return Err(StartupError::Storage(
+                    "this build has no embedded store: set TABLE_NAME".into(),
+                ))
+            }
             (StorageConfig::DynamoDb { .. }, None) => unreachable!("AWS config loaded above"),
         };
         let mailer: Arc<dyn Mailer> = match (settings.mailer, &aws) {
@@ -123,7 +165,14 @@ impl App {
                 }
                 Arc::new(ses)
             }
+            #[cfg(feature = "outbox")]
             _ => Arc::new(Outbox::new(settings.data_dir.join("outbox"))),
+            #[cfg(not(feature = "outbox"))]
+            _ => {
+                return Err(StartupError::Mail(
+                    "this build has no outbox: use MAILER=ses".into(),
+                ))
+            }
         };
         Self::new(settings, &secrets, store, mailer, Arc::new(SystemClock))
     }

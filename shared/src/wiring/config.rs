@@ -59,6 +59,8 @@ pub fn settings_from_env(mode: Mode) -> Result<Settings, ConfigError> {
     s.notify_security_events = parse_or("NOTIFY_SECURITY_EVENTS", s.notify_security_events)?;
     s.session_max_secs = parse_or("SESSION_MAX_SECONDS", s.session_max_secs)?;
     s.reauth_secs = parse_or("REAUTH_SECONDS", s.reauth_secs)?;
+    s.refresh_lifetime_secs = parse_or("REFRESH_TOKEN_SECONDS", s.refresh_lifetime_secs)?;
+    s.refresh_reuse_secs = parse_or("REFRESH_REUSE_SECONDS", s.refresh_reuse_secs)?;
     s.recovery_delay_secs = parse_or("TOTP_RECOVERY_DELAY_SECONDS", s.recovery_delay_secs)?;
     s.send_activation_email = parse_or("SEND_ACTIVATION_EMAIL", s.send_activation_email)?;
     s.activation_url_template = var("ACTIVATION_URL").unwrap_or(s.activation_url_template);
@@ -131,12 +133,51 @@ pub fn settings_from_env(mode: Mode) -> Result<Settings, ConfigError> {
     Ok(s)
 }
 
-/// Reads `SECRET_KEY`, `TOTP_ENCRYPTION_KEY` (+ `_VERSION`) and
-/// `TOTP_ENCRYPTION_PREVIOUS_KEYS`. In local mode, missing ones are generated once and kept in
-/// `$DATA_DIR/secrets.json` (mode 0600).
+/// Reads `SECRET_KEY`, `TOTP_ENCRYPTION_KEY` (+ `_VERSION`), `TOTP_ENCRYPTION_PREVIOUS_KEYS`,
+/// `SECRET_KEY_PREVIOUS` and `EMERGENCY_CODE_KEY` from the environment. In local mode, missing
+/// ones of the first two are generated once and kept in `$DATA_DIR/secrets.json` (mode 0600).
 pub fn secrets_from_env(settings: &Settings) -> Result<Secrets, ConfigError> {
-    let mut secret_key = var("SECRET_KEY");
-    let mut totp_key = var("TOTP_ENCRYPTION_KEY");
+    secrets_from(settings, &|name| var(name))
+}
+
+/// The variable names a keys secret (JSON, `KEYS_SECRET_ARN`) may hold, lowercased: e.g.
+/// `{"secret_key": .., "totp_encryption_key": .., "emergency_code_key": ..}`.
+pub const KEY_VARIABLES: [&str; 6] = [
+    "SECRET_KEY",
+    "SECRET_KEY_PREVIOUS",
+    "EMERGENCY_CODE_KEY",
+    "TOTP_ENCRYPTION_KEY",
+    "TOTP_ENCRYPTION_KEY_VERSION",
+    "TOTP_ENCRYPTION_PREVIOUS_KEYS",
+];
+
+/// The keys from a JSON secret's fields (lowercased variable names; strings or numbers), each
+/// falling back to the environment when the secret does not hold it.
+pub fn secrets_from_json(settings: &Settings, json: &str) -> Result<Secrets, ConfigError> {
+    let fields: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| {
+            invalid(
+                "KEYS_SECRET_ARN",
+                format!("secret is not a JSON object: {e}"),
+            )
+        })?;
+    let lookup = |name: &str| {
+        let field = match fields.get(&name.to_ascii_lowercase()) {
+            Some(serde_json::Value::String(s)) => Some(s.clone()),
+            Some(serde_json::Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        field.filter(|v| !v.is_empty()).or_else(|| var(name))
+    };
+    secrets_from(settings, &lookup)
+}
+
+fn secrets_from(
+    settings: &Settings,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Secrets, ConfigError> {
+    let mut secret_key = lookup("SECRET_KEY");
+    let mut totp_key = lookup("TOTP_ENCRYPTION_KEY");
     if settings.mode == Mode::Local && (secret_key.is_none() || totp_key.is_none()) {
         let kept = LocalSecrets::load_or_create(&settings.data_dir)?;
         secret_key = secret_key.or(Some(kept.secret_key));
@@ -144,15 +185,42 @@ pub fn secrets_from_env(settings: &Settings) -> Result<Secrets, ConfigError> {
     }
     let secret_key = secret_key.ok_or(ConfigError::Missing("SECRET_KEY"))?;
     let totp_key = totp_key.ok_or(ConfigError::Missing("TOTP_ENCRYPTION_KEY"))?;
-    let version = parse_or("TOTP_ENCRYPTION_KEY_VERSION", 1u32)?;
+    let version = match lookup("TOTP_ENCRYPTION_KEY_VERSION") {
+        None => 1u32,
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|e| invalid("TOTP_ENCRYPTION_KEY_VERSION", format!("{e}")))?,
+    };
     let mut totp_keys = vec![VersionedKey {
         version,
         key: decode_aes_key("TOTP_ENCRYPTION_KEY", &totp_key)?,
     }];
     totp_keys.extend(previous_totp_keys(
-        var("TOTP_ENCRYPTION_PREVIOUS_KEYS").as_deref(),
+        lookup("TOTP_ENCRYPTION_PREVIOUS_KEYS").as_deref(),
     )?);
-    Ok(Secrets::new(SecretString::from(secret_key), totp_keys)?)
+    let previous = previous_secret_keys(lookup("SECRET_KEY_PREVIOUS").as_deref());
+    let emergency = lookup("EMERGENCY_CODE_KEY").map(SecretString::from);
+    let secrets = Secrets::new(SecretString::from(secret_key), totp_keys)?
+        .with_previous_secret_keys(previous)
+        .map_err(|e| invalid("SECRET_KEY_PREVIOUS", e.to_string()))?
+        .with_emergency_code_key(emergency)
+        .map_err(|e| invalid("EMERGENCY_CODE_KEY", e.to_string()))?;
+    Ok(secrets)
+}
+
+/// `SECRET_KEY_PREVIOUS`: comma-separated earlier secret keys, newest first; unset, empty or
+/// `none` for none.
+fn previous_secret_keys(text: Option<&str>) -> Vec<SecretString> {
+    let text = text.unwrap_or_default().trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Vec::new();
+    }
+    text.split(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(|e| SecretString::from(e.to_owned()))
+        .collect()
 }
 
 fn var(name: &str) -> Option<String> {
@@ -326,6 +394,26 @@ mod tests {
         assert_eq!(keys.iter().map(|k| k.version).collect::<Vec<_>>(), [2, 1]);
         assert!(previous_totp_keys(Some(&key)).is_err());
         assert!(previous_totp_keys(Some("x:abc")).is_err());
+    }
+
+    #[test]
+    fn a_keys_secret_supplies_every_key() {
+        let aes = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+        let root = "r".repeat(40);
+        let old = "o".repeat(40);
+        let json = serde_json::json!({
+            "secret_key": root, "totp_encryption_key": aes, "totp_encryption_key_version": 3,
+            "secret_key_previous": old, "emergency_code_key": "e".repeat(40),
+            "totp_encryption_previous_keys": "none",
+        });
+        let settings = Settings::local(std::env::temp_dir().join("never-used"));
+        let secrets = secrets_from_json(&settings, &json.to_string()).unwrap();
+        assert_eq!(secrets.totp_keys[0].version, 3);
+        assert_eq!(secrets.previous_secret_keys.len(), 1);
+        assert!(secrets.emergency_code_key.is_some());
+        assert!(secrets_from_json(&settings, "[1]").is_err());
+        assert_eq!(previous_secret_keys(Some(" none ")).len(), 0);
+        assert_eq!(previous_secret_keys(Some("a, b,")).len(), 2);
     }
 
     #[test]

@@ -39,10 +39,11 @@ async fn a_login_answers_a_token_that_authenticates() {
     assert_hardened(&answer);
     assert_eq!(answer.status, 200);
     let body = answer.json();
+    // The original's clients read `token`; sessions add `refresh` (docs/api.md#sessions).
     assert_eq!(
         body.as_object().map(|o| o.keys().collect::<Vec<_>>()),
-        Some(vec![&"token".to_owned()]),
-        "only a token: {body}"
+        Some(vec![&"refresh".to_owned(), &"token".to_owned()]),
+        "a token and a refresh token: {body}"
     );
     server
         .view(&answer.token())

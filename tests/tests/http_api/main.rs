@@ -8,6 +8,7 @@ mod lifecycle;
 mod limits;
 mod login;
 mod reset;
+mod sessions;
 mod support;
 mod tokens;
 mod two_factor;

@@ -197,6 +197,8 @@ pub async fn run(options: Options) -> Result<(), String> {
         say("AWS_ENDPOINT_URL is not set: the functions use real AWS with your credentials");
     }
 
+    seed_secrets(&template, &deployment.region).await?;
+
     // Bind first: a busy port fails before anything starts.
     let listener = TcpListener::bind(("127.0.0.1", options.port))
         .await
@@ -295,6 +297,115 @@ pub async fn run(options: Options) -> Result<(), String> {
     shutdown.send_replace(true);
     tokio::time::sleep(Duration::from_millis(300)).await;
     Ok(())
+}
+
+/// With an emulator endpoint, writes the overrides' `Secrets` into its Secrets Manager (created,
+/// or given a new value), as the deploy's prerequisite (README: Deploying to AWS, step 2) would
+/// have: functions that read a secret at start-up find it. Never done against real AWS.
+async fn seed_secrets(template: &Template, region: &str) -> Result<(), String> {
+    let secrets = &template.overrides().secrets;
+    if secrets.is_empty() {
+        return Ok(());
+    }
+    let endpoint = std::env::var("AWS_ENDPOINT_URL_SECRETS_MANAGER")
+        .or_else(|_| std::env::var("AWS_ENDPOINT_URL"))
+        .ok()
+        .filter(|e| !e.is_empty());
+    let Some(endpoint) = endpoint else {
+        say("no AWS endpoint override: the overrides' Secrets are not written to Secrets Manager");
+        return Ok(());
+    };
+    let client: HttpClient =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build_http();
+    for (name, keys) in secrets {
+        let mut value = serde_json::Map::new();
+        let mut unresolved = Vec::new();
+        for (key, local) in keys {
+            match local {
+                Ok(v) => {
+                    value.insert(key.clone(), serde_json::Value::String(v.clone()));
+                }
+                Err(e) => unresolved.push(e.clone()),
+            }
+        }
+        if !unresolved.is_empty() {
+            say(&format!(
+                "secret {name:?} not written to the emulator: {}",
+                unresolved.join("; ")
+            ));
+            continue;
+        }
+        let string = match value.get("SecretString") {
+            Some(serde_json::Value::String(plain)) if value.len() == 1 => plain.clone(),
+            _ => serde_json::Value::Object(value).to_string(),
+        };
+        let call = |target, body| secrets_manager(&client, &endpoint, region, target, body);
+        let (status, answer) = call(
+            "CreateSecret",
+            serde_json::json!({"Name": name, "SecretString": string}),
+        )
+        .await?;
+        let (status, answer) = if answer.contains("ResourceExistsException") {
+            call(
+                "PutSecretValue",
+                serde_json::json!({"SecretId": name, "SecretString": string}),
+            )
+            .await?
+        } else {
+            (status, answer)
+        };
+        if status != 200 {
+            return Err(format!(
+                "writing secret {name:?} to the emulator's Secrets Manager: {status} {answer}"
+            ));
+        }
+        say(&format!(
+            "secret {name:?} written to the emulator's Secrets Manager ({} keys, from the overrides)",
+            keys.len()
+        ));
+    }
+    Ok(())
+}
+
+type HttpClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Full<Bytes>,
+>;
+
+/// One Secrets Manager call to an emulator: (status, body).
+async fn secrets_manager(
+    client: &HttpClient,
+    endpoint: &str,
+    region: &str,
+    target: &str,
+    body: serde_json::Value,
+) -> Result<(u16, String), String> {
+    let request = hyper::Request::post(endpoint)
+        .header("x-amz-target", format!("secretsmanager.{target}"))
+        .header("content-type", "application/x-amz-json-1.1")
+        // An emulator routes by the credential scope; it checks no signature.
+        .header(
+            "authorization",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=local/20260101/{region}/secretsmanager/aws4_request, \
+                 SignedHeaders=host, Signature=0"
+            ),
+        )
+        .body(Full::new(Bytes::from(body.to_string())))
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("{endpoint}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    Ok((status, String::from_utf8_lossy(&body).into_owned()))
 }
 
 async fn wait_for_signal() {

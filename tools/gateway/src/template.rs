@@ -22,7 +22,9 @@ pub struct Overrides {
     /// `!Ref <resource>` (its physical name), `!GetAtt <resource>.<attribute>`, and pseudo
     /// parameters (`AWS::StackName`, `AWS::Region`, `AWS::AccountId`, ...).
     pub refs: BTreeMap<String, Local>,
-    /// `{{resolve:secretsmanager:<name>:SecretString:<key>}}`: secret name → key → value.
+    /// Secrets Manager secrets: name → key → value. They resolve
+    /// `{{resolve:secretsmanager:<name>:SecretString:<key>}}`, and with an emulator endpoint the
+    /// gateway writes them into its Secrets Manager for functions that read them at start-up.
     pub secrets: BTreeMap<String, BTreeMap<String, Local>>,
     /// `{{resolve:ssm:<name>}}`: parameter name → value.
     pub ssm: BTreeMap<String, Local>,
@@ -272,6 +274,10 @@ impl Template {
             overrides,
             params,
         })
+    }
+
+    pub fn overrides(&self) -> &Overrides {
+        &self.overrides
     }
 
     fn resources(&self) -> impl Iterator<Item = (String, &Value)> {

@@ -11,6 +11,7 @@ use crate::domain::events::{QueueItem, TrailEvent};
 use crate::domain::records::{
     Failures, Recovery, SealedSecret, StaticCodes, TotpDevice, User, UserId,
 };
+use crate::domain::session::{SessionDetails, SessionState, Sessions};
 use crate::domain::throttle::Counter;
 use crate::store::{bounded, CounterKey, CounterWrite, StoreError, StoreResult, TRAIL_SECS};
 
@@ -41,6 +42,17 @@ pub(super) const PENDING: &str = "pending";
 pub(super) const RECOVERY_NONCE: &str = "recovery_nonce";
 pub(super) const RECOVERY_UNTIL: &str = "recovery_until";
 pub(super) const RESET_AT: &str = "reset_at";
+/// The live sessions' hot parts: a map of session id to {g, o?, a, r, u}.
+pub(super) const SESSIONS: &str = "sessions";
+const SESSION_GEN: &str = "g";
+const SESSION_OTP: &str = "o";
+const SESSION_AUTH_TIME: &str = "a";
+const SESSION_ROTATED_AT: &str = "r";
+const SESSION_LAST_USED: &str = "u";
+// Session details items.
+pub(super) const CREATED: &str = "created_at";
+/// Present (true) only on a disabled account (SPEC §10).
+pub(super) const DISABLED: &str = "disabled";
 // The TOTP device, flattened.
 pub(super) const TOTP_DEVICE_ID: &str = "totp_device_id";
 pub(super) const TOTP_SECRET: &str = "totp_secret";
@@ -251,8 +263,12 @@ pub(super) fn user_to_item(user: &User) -> Item {
     if let Some(at) = user.reset_at {
         attributes.push((RESET_AT, n(at)));
     }
+    attributes.push((SESSIONS, sessions_value(&user.sessions)));
     if let Some(at) = user.last_login {
         attributes.push((LAST_LOGIN, n(at)));
+    }
+    if user.disabled {
+        attributes.push((DISABLED, AttributeValue::Bool(true)));
     }
     if let Some(device) = &user.totp {
         attributes.extend(totp_attributes(device));
@@ -315,6 +331,18 @@ pub(super) fn user_from_item(item: &Item) -> StoreResult<User> {
             until: opt_n(item, RECOVERY_UNTIL)?,
         },
         reset_at: opt_n(item, RESET_AT)?,
+        sessions: match item.get(SESSIONS) {
+            None => Sessions::new(),
+            Some(AttributeValue::M(map)) => map
+                .iter()
+                .map(|(id, state)| Ok((id.clone(), session_from_value(state)?)))
+                .collect::<StoreResult<_>>()?,
+            Some(_) => return Err(ill_typed(SESSIONS, "a map")),
+        },
+        disabled: match item.contains_key(DISABLED) {
+            true => get_bool(item, DISABLED)?,
+            false => false,
+        },
     })
 }
 
@@ -431,4 +459,74 @@ pub(super) fn queue_item(mail: &QueueItem) -> StoreResult<Item> {
 
 pub(super) fn queue_item_from(item: &Item) -> StoreResult<QueueItem> {
     serde_json::from_str(&get_s(item, QUEUED)?).map_err(|_| ill_typed(QUEUED, "a queue item"))
+}
+
+pub(super) fn session_value(state: &SessionState) -> AttributeValue {
+    let mut map = HashMap::from([
+        (SESSION_GEN.to_owned(), n(state.gen)),
+        (SESSION_AUTH_TIME.to_owned(), n(state.auth_time)),
+        (SESSION_ROTATED_AT.to_owned(), n(state.rotated_at)),
+        (SESSION_LAST_USED.to_owned(), n(state.last_used_at)),
+    ]);
+    if let Some(otp) = &state.otp {
+        map.insert(SESSION_OTP.to_owned(), s(otp));
+    }
+    AttributeValue::M(map)
+}
+
+pub(super) fn sessions_value(sessions: &Sessions) -> AttributeValue {
+    AttributeValue::M(
+        sessions
+            .iter()
+            .map(|(id, state)| (id.clone(), session_value(state)))
+            .collect(),
+    )
+}
+
+fn session_from_value(value: &AttributeValue) -> StoreResult<SessionState> {
+    let AttributeValue::M(map) = value else {
+        return Err(ill_typed(SESSIONS, "a map of maps"));
+    };
+    Ok(SessionState {
+        gen: get_n(map, SESSION_GEN)?,
+        otp: match map.get(SESSION_OTP) {
+            Some(_) => Some(get_s(map, SESSION_OTP)?),
+            None => None,
+        },
+        auth_time: get_n(map, SESSION_AUTH_TIME)?,
+        rotated_at: get_n(map, SESSION_ROTATED_AT)?,
+        last_used_at: get_n(map, SESSION_LAST_USED)?,
+    })
+}
+
+pub(super) fn session_details_key(user: UserId, session: &str) -> Item {
+    key(format!("USER#{user}"), &format!("SESSION#{session}"))
+}
+
+pub(super) fn session_details_item(
+    user: UserId,
+    details: &SessionDetails,
+    expires_at: i64,
+) -> Item {
+    let mut item = session_details_key(user, &details.id);
+    item.extend(
+        [
+            (EVENT_ID, s(&details.id)),
+            (CREATED, n(details.created_at)),
+            (IP, s(&details.ip)),
+            (USER_AGENT, s(&details.user_agent)),
+            (TTL, n(expires_at)),
+        ]
+        .map(|(k, v)| (k.to_owned(), v)),
+    );
+    item
+}
+
+pub(super) fn session_details_from(item: &Item) -> StoreResult<SessionDetails> {
+    Ok(SessionDetails {
+        id: get_s(item, EVENT_ID)?,
+        created_at: get_n(item, CREATED)?,
+        ip: get_s(item, IP)?,
+        user_agent: get_s(item, USER_AGENT)?,
+    })
 }

@@ -31,16 +31,19 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 
 use super::{
-    Claim, CounterKey, CounterWrite, Created, Effects, FailureHour, PasswordUpdate, Store,
-    StoreError, StoreResult, TotpAccept, TotpInsert,
+    Claim, CounterKey, CounterWrite, Created, Effects, FailureHour, Imported, PageCursor,
+    PasswordUpdate, Store, StoreError, StoreResult, TotpAccept, TotpInsert, UserPage,
 };
 use crate::domain::events::TrailEvent;
-use crate::domain::records::{NewUser, Recovery, StaticCodes, TotpDevice, User, UserId};
+use crate::domain::records::{
+    NewUser, Recovery, SealedSecret, StaticCodes, TotpDevice, User, UserId,
+};
+use crate::domain::session::{SessionDetails, SessionState, MAX_SESSIONS};
 use crate::domain::throttle::Counter;
 use client::{build_error, cancelled_by_condition, unavailable, Transacted, CONDITION_FAILED};
 use expr::Expr;
@@ -58,6 +61,10 @@ pub struct DynamoStore {
     client: Client,
     table: String,
 }
+
+/// Session details outlive their session's password proof by no more than the session cap
+/// (read only for live sessions; TTL removes the rest).
+const SESSION_DETAILS_SECS: i64 = 30 * 24 * 3600;
 
 /// The attributes that store a recovery state: those to set, and those to remove.
 fn recovery_attributes(
@@ -167,7 +174,7 @@ impl Store for DynamoStore {
         let mut keys = vec![email_key(email_norm)];
         keys.extend(counters.iter().map(counter_key));
         let items = self.get_items(keys).await?;
-        let claim_pk = format!("EMAIL#{email_norm}");
+        let claim_pk = format!("EMAIL#{}", super::bounded(email_norm));
         let user_id = items
             .iter()
             .find(|item| matches!(item.get(PK), Some(AttributeValue::S(pk)) if *pk == claim_pk))
@@ -271,7 +278,14 @@ impl Store for DynamoStore {
         effects: &Effects,
     ) -> StoreResult<bool> {
         let mut expr = Expr::default();
-        let update = format!("SET {}", expr.assignments(vec![(TOKEN_GEN, s(new_gen))]));
+        // Every session ends with the generation.
+        let update = format!(
+            "SET {}",
+            expr.assignments(vec![
+                (TOKEN_GEN, s(new_gen)),
+                (SESSIONS, sessions_value(&Default::default())),
+            ])
+        );
         let condition = format!("attribute_exists({})", expr.name(PK));
         self.update(user_key(id), update, condition, expr, effects)
             .await
@@ -340,6 +354,9 @@ impl Store for DynamoStore {
             let (sets, removes) = recovery_attributes(recovery);
             assignments.extend(sets);
             removed.extend(removes);
+        }
+        if let Some(sessions) = &update.sessions {
+            assignments.push((SESSIONS, sessions_value(sessions)));
         }
         let mut set = format!("SET {}", expr.assignments(assignments));
         if !removed.is_empty() {
@@ -535,12 +552,128 @@ impl Store for DynamoStore {
             .collect();
         let update = format!(
             "SET {} REMOVE {}",
-            expr.assignments(vec![(TOKEN_GEN, s(new_gen))]),
+            expr.assignments(vec![
+                (TOKEN_GEN, s(new_gen)),
+                (SESSIONS, sessions_value(&Default::default())),
+            ]),
             expr.names_list(&removed),
         );
         let condition = format!("attribute_exists({})", expr.name(PK));
         self.update(user_key(id), update, condition, expr, effects)
             .await
+    }
+
+    async fn put_session(
+        &self,
+        id: UserId,
+        session: &str,
+        seen_gen: Option<u64>,
+        state: SessionState,
+        evict: Option<&str>,
+        details: Option<&SessionDetails>,
+        effects: &Effects,
+    ) -> StoreResult<bool> {
+        let mut effects_items = self.effect_puts(effects)?;
+        if let Some(details) = details {
+            let expires_at = state.auth_time + SESSION_DETAILS_SECS;
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(session_details_item(id, details, expires_at)))
+                .build()
+                .map_err(build_error)?;
+            effects_items.push(TransactWriteItem::builder().put(put).build());
+        }
+        for attempt in 0..2 {
+            let mut expr = Expr::default();
+            let sessions = expr.name(SESSIONS);
+            let this = format!("{sessions}.{}", expr.name(session));
+            let mut update = format!("SET {this} = {}", expr.value(session_value(&state)));
+            let condition = match (seen_gen, evict) {
+                (Some(gen), _) => format!("{this}.{} = {}", expr.name("g"), expr.value(n(gen))),
+                (None, Some(evict)) => {
+                    let evicted = format!("{sessions}.{}", expr.name(evict));
+                    update = format!("{update} REMOVE {evicted}");
+                    format!("attribute_not_exists({this}) AND attribute_exists({evicted})")
+                }
+                (None, None) => format!(
+                    "attribute_not_exists({this}) AND size({sessions}) < {}",
+                    expr.value(n(MAX_SESSIONS))
+                ),
+            };
+            let (names, values) = expr.into_parts();
+            let item = Update::builder()
+                .table_name(&self.table)
+                .set_key(Some(user_key(id)))
+                .update_expression(update)
+                .condition_expression(condition)
+                .set_expression_attribute_names(names)
+                .set_expression_attribute_values(values)
+                .build()
+                .map_err(build_error)?;
+            let mut items = vec![TransactWriteItem::builder().update(item).build()];
+            items.extend(effects_items.iter().cloned());
+            match self.transact(items).await {
+                Ok(Transacted::Done) => return Ok(true),
+                Ok(Transacted::Cancelled(reasons)) if cancelled_by_condition(&reasons, 0) => {
+                    return Ok(false)
+                }
+                Ok(Transacted::Cancelled(reasons)) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "session write cancelled: {reasons:?}"
+                    )))
+                }
+                // An account from before sessions has no map to write into: give it one.
+                Err(err) if attempt == 0 && err.to_string().contains("document path") => {
+                    self.client
+                        .update_item()
+                        .table_name(&self.table)
+                        .set_key(Some(user_key(id)))
+                        .update_expression("SET #s = :empty")
+                        .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#s)")
+                        .expression_attribute_names("#s", SESSIONS)
+                        .expression_attribute_names("#pk", PK)
+                        .expression_attribute_values(":empty", sessions_value(&Default::default()))
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .or_else(|e| match client::condition_failed(&e) {
+                            // Another request gave it one first.
+                            true => Ok(()),
+                            false => Err(unavailable(e)),
+                        })?;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(false)
+    }
+
+    async fn end_session(&self, id: UserId, session: &str, effects: &Effects) -> StoreResult<bool> {
+        let mut expr = Expr::default();
+        let this = format!("{}.{}", expr.name(SESSIONS), expr.name(session));
+        let update = format!("REMOVE {this}");
+        let condition = format!("attribute_exists({this})");
+        self.update(user_key(id), update, condition, expr, effects)
+            .await
+    }
+
+    async fn session_details(
+        &self,
+        id: UserId,
+        sessions: &[String],
+    ) -> StoreResult<Vec<SessionDetails>> {
+        if sessions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = sessions
+            .iter()
+            .map(|s| session_details_key(id, s))
+            .collect();
+        self.get_items(keys)
+            .await?
+            .iter()
+            .map(session_details_from)
+            .collect()
     }
 
     async fn set_recovery(
@@ -572,6 +705,7 @@ impl Store for DynamoStore {
         let mut expr = Expr::default();
         let (mut sets, mut removes) = recovery_attributes(&next);
         sets.push((TOKEN_GEN, s(new_gen)));
+        sets.push((SESSIONS, sessions_value(&Default::default())));
         removes.extend(TOTP_ATTRIBUTES.iter().chain(CODES_ATTRIBUTES.iter()));
         let update = format!(
             "SET {} REMOVE {}",
@@ -804,6 +938,237 @@ impl Store for DynamoStore {
                     .await
                     .map_err(unavailable)?;
             }
+        }
+    }
+
+    // Operator (accounts-admin) operations.
+
+    async fn import_users(&self, users: Vec<User>) -> StoreResult<Vec<Imported>> {
+        let Some(highest) = users.iter().map(|u| u.id).max() else {
+            return Ok(Vec::new());
+        };
+        self.raise_user_id_counter(highest).await?;
+        let mut outcomes = Vec::with_capacity(users.len());
+        for chunk in users.chunks(IMPORT_CHUNK) {
+            outcomes.extend(self.import_chunk(chunk).await?);
+        }
+        Ok(outcomes)
+    }
+
+    async fn set_disabled(
+        &self,
+        id: UserId,
+        disabled: bool,
+        new_gen: Option<&str>,
+    ) -> StoreResult<bool> {
+        let mut expr = Expr::default();
+        let mut set = vec![];
+        if let Some(gen) = new_gen {
+            set.push((TOKEN_GEN, s(gen)));
+        }
+        let update = match disabled {
+            true => {
+                set.push((DISABLED, AttributeValue::Bool(true)));
+                format!("SET {}", expr.assignments(set))
+            }
+            false if set.is_empty() => format!("REMOVE {}", expr.name(DISABLED)),
+            false => format!(
+                "SET {} REMOVE {}",
+                expr.assignments(set),
+                expr.name(DISABLED)
+            ),
+        };
+        let condition = format!("attribute_exists({})", expr.name(PK));
+        self.update(user_key(id), update, condition, expr, &Effects::none())
+            .await
+    }
+
+    async fn users_page(&self, after: Option<PageCursor>, limit: u32) -> StoreResult<UserPage> {
+        let start = after
+            .map(|PageCursor(text)| {
+                let (pk, sk) = text
+                    .split_once('\n')
+                    .ok_or_else(|| StoreError::Corrupt("bad page cursor".to_owned()))?;
+                Ok::<_, StoreError>(key(pk.to_owned(), sk))
+            })
+            .transpose()?;
+        let mut expr = Expr::default();
+        let filter = format!("{} = {}", expr.name(SK), expr.value(s(PROFILE)));
+        let (names, values) = expr.into_parts();
+        let output = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .filter_expression(filter)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .set_exclusive_start_key(start)
+            .limit(limit.max(1) as i32)
+            .send()
+            .await
+            .map_err(client::unavailable)?;
+        let users = output
+            .items()
+            .iter()
+            .map(user_from_item)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let next = match output.last_evaluated_key() {
+            Some(last) => Some(PageCursor(format!(
+                "{}\n{}",
+                get_s(last, PK)?,
+                get_s(last, SK)?
+            ))),
+            None => None,
+        };
+        Ok(UserPage { users, next })
+    }
+
+    async fn reseal_totp_secret(
+        &self,
+        id: UserId,
+        device_id: &str,
+        seen: &SealedSecret,
+        resealed: SealedSecret,
+    ) -> StoreResult<bool> {
+        let mut expr = Expr::default();
+        let update = format!(
+            "SET {}",
+            expr.assignments(vec![
+                (
+                    TOTP_SECRET,
+                    AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(resealed.sealed)),
+                ),
+                (TOTP_KEY_VERSION, n(resealed.key_version)),
+            ])
+        );
+        let condition = format!(
+            "{} = {} AND {} = {} AND {} = {}",
+            expr.name(TOTP_DEVICE_ID),
+            expr.value(s(device_id)),
+            expr.name(TOTP_SECRET),
+            expr.value(AttributeValue::B(aws_sdk_dynamodb::primitives::Blob::new(
+                seen.sealed.clone()
+            ))),
+            expr.name(TOTP_KEY_VERSION),
+            expr.value(n(seen.key_version)),
+        );
+        self.update(user_key(id), update, condition, expr, &Effects::none())
+            .await
+    }
+}
+
+/// Users per import transaction: two items each (user, email claim), within DynamoDB's 100.
+const IMPORT_CHUNK: usize = 50;
+
+impl DynamoStore {
+    /// Moves the id counter to at least `id` (never back).
+    async fn raise_user_id_counter(&self, id: UserId) -> StoreResult<()> {
+        let mut expr = Expr::default();
+        let value = expr.value(n(id.0));
+        let update = format!("SET {} = {value}", expr.name(LAST_ID));
+        let condition = format!(
+            "attribute_not_exists({}) OR {} < {value}",
+            expr.name(LAST_ID),
+            expr.name(LAST_ID)
+        );
+        // False: the counter is already there or beyond.
+        self.update(id_counter_key(), update, condition, expr, &Effects::none())
+            .await
+            .map(drop)
+    }
+
+    /// Up to [`IMPORT_CHUNK`] users: one batch read finds those already there, one transaction
+    /// writes the rest; if a racing write makes it fail, each user is written on its own.
+    async fn import_chunk(&self, users: &[User]) -> StoreResult<Vec<Imported>> {
+        let mut keys = Vec::with_capacity(users.len() * 2);
+        for user in users {
+            keys.push(user_key(user.id));
+            keys.push(email_key(&user.email_norm));
+        }
+        keys.sort_by_key(|k| format!("{:?}{:?}", k.get(PK), k.get(SK)));
+        keys.dedup();
+        let found = self.get_items(keys).await?;
+        let present = |pk: String| {
+            found
+                .iter()
+                .any(|item| matches!(item.get(PK), Some(AttributeValue::S(p)) if *p == pk))
+        };
+        let mut outcomes = Vec::with_capacity(users.len());
+        let mut pending = Vec::new();
+        let mut claimed_here = std::collections::HashSet::new();
+        let mut ids_here = std::collections::HashSet::new();
+        for user in users {
+            let outcome = if present(format!("USER#{}", user.id)) || !ids_here.insert(user.id) {
+                Some(Imported::IdTaken)
+            } else if present(format!("EMAIL#{}", user.email_norm))
+                || !claimed_here.insert(user.email_norm.clone())
+            {
+                Some(Imported::EmailTaken)
+            } else {
+                pending.push(user);
+                None
+            };
+            outcomes.push(outcome);
+        }
+        let mut items = Vec::with_capacity(pending.len() * 2);
+        for user in &pending {
+            items.push(self.put(
+                email_claim_item(&user.email_norm, user.id),
+                "attribute_not_exists(#pk)",
+            )?);
+            items.push(self.put(user_to_item(user), "attribute_not_exists(#pk)")?);
+        }
+        let all_written = items.is_empty()
+            || match self.transact(items).await? {
+                Transacted::Done => true,
+                Transacted::Cancelled(reasons)
+                    if reasons.iter().flatten().any(|r| r == CONDITION_FAILED) =>
+                {
+                    false
+                }
+                Transacted::Cancelled(reasons) => {
+                    return Err(StoreError::Unavailable(format!(
+                        "import cancelled: {reasons:?}"
+                    )))
+                }
+            };
+        let mut pending = pending.into_iter();
+        let mut result = Vec::with_capacity(users.len());
+        for outcome in outcomes {
+            match outcome {
+                Some(outcome) => result.push(outcome),
+                None if all_written => {
+                    pending.next();
+                    result.push(Imported::Inserted);
+                }
+                None => {
+                    let user = pending.next().expect("one pending user per open outcome");
+                    result.push(self.import_one(user).await?);
+                }
+            }
+        }
+        Ok(result)
+    }
+
+    async fn import_one(&self, user: &User) -> StoreResult<Imported> {
+        let items = vec![
+            self.put(
+                email_claim_item(&user.email_norm, user.id),
+                "attribute_not_exists(#pk)",
+            )?,
+            self.put(user_to_item(user), "attribute_not_exists(#pk)")?,
+        ];
+        match self.transact(items).await? {
+            Transacted::Done => Ok(Imported::Inserted),
+            Transacted::Cancelled(reasons) if cancelled_by_condition(&reasons, 1) => {
+                Ok(Imported::IdTaken)
+            }
+            Transacted::Cancelled(reasons) if cancelled_by_condition(&reasons, 0) => {
+                Ok(Imported::EmailTaken)
+            }
+            Transacted::Cancelled(reasons) => Err(StoreError::Unavailable(format!(
+                "import cancelled: {reasons:?}"
+            ))),
         }
     }
 }
