@@ -217,6 +217,9 @@ impl TestServer {
     }
 
     pub async fn start_with(options: Options) -> Self {
+        if let Ok(base) = std::env::var(EXTERNAL_BASE_URL) {
+            return Self::external(base, options).await;
+        }
         let dir = std::env::temp_dir().join(format!("api-test-{}", random_hex(8)));
         std::fs::create_dir_all(&dir).expect("temp dir");
         let mut settings = Settings::local(dir.clone());
@@ -628,6 +631,55 @@ pub async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output>
     })
     .await;
     outputs.into_iter().map(|o| o.expect("ready")).collect()
+}
+
+/// Set (to `http://127.0.0.1:<port>`) by `scripts/gateway-suite`: every `TestServer::start*`
+/// then speaks to that already running server, the deployed shape under the gateway, instead
+/// of starting the app in-process.
+pub const EXTERNAL_BASE_URL: &str = "API_TEST_BASE_URL";
+
+impl TestServer {
+    /// A client of the already running server at `base`. Nothing in-process serves it: its
+    /// `clock`, `app`, `outbox` and `dynamo_calls` belong to no server (a detached app on an
+    /// empty store, a clock nobody reads), so tests that use them, or that ask for settings of
+    /// their own (refused here), stay in-process: `tests/gateway-skip.txt` lists them.
+    pub async fn external(base: String, options: Options) -> Self {
+        let dir = std::env::temp_dir().join(format!("api-test-{}", random_hex(8)));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let defaults = Settings::local(dir.clone());
+        let mut asked = defaults.clone();
+        (options.settings)(&mut asked);
+        assert_eq!(
+            format!("{asked:?}"),
+            format!("{defaults:?}"),
+            "this test sets server settings of its own: it cannot run against {base} (list it \
+             in tests/gateway-skip.txt)"
+        );
+        let clock = Arc::new(ManualClock::starting_now());
+        let store = EmbeddedStore::open(&dir.join("detached.redb")).expect("embedded store");
+        let outbox = dir.join("outbox");
+        let app = Arc::new(
+            App::new(
+                defaults,
+                &Secrets::generate(),
+                Arc::new(store),
+                Arc::new(Outbox::new(outbox.clone())),
+                clock.clone(),
+            )
+            .expect("app"),
+        );
+        // Its own client IP, as in-process: the gateway passes the TCP peer as `sourceIp`.
+        let source = random_loopback();
+        Self {
+            base: base.trim_end_matches('/').to_owned(),
+            dynamo_calls: DynamoCalls::default(),
+            clock,
+            app,
+            outbox,
+            dir,
+            client: Mutex::new((source, client_from(source))),
+        }
+    }
 }
 
 // Operator CLI (accounts-admin) support.
