@@ -29,4 +29,7 @@ echo "moto server on 127.0.0.1:$moto_port"
 export AWS_ENDPOINT_URL="http://127.0.0.1:$moto_port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true
+# moto answers one request at a time (scripts/moto_serial.py): under the race tests a call can
+# queue for longer than DynamoDB's production attempt timeout (700 ms), so give it room.
+export AWS_ATTEMPT_TIMEOUT_MS=5000 AWS_OPERATION_TIMEOUT_MS=20000
 export PYOTP_PYTHON="$PWD/.venv-aws/bin/python"

@@ -1217,3 +1217,48 @@ async fn recovery_and_activation_writes_are_conditional(store: Shared) {
     assert!(!store.activate(pending.id, &Effects::none()).await.unwrap());
     assert!(!read(&store, pending.id).await.pending);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Timeouts: a stalled DynamoDB connection (accepted, never answered) fails within the SDK's
+// operation timeout, as a 503-bound error, instead of hanging a request or a start-up.
+
+#[tokio::test]
+async fn a_stalled_dynamodb_connection_fails_within_the_operation_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let address = listener.local_addr().unwrap();
+    // Accept and hold every connection without a byte of answer.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let sdk = auth::wiring::app::aws_sdk_config().await;
+    // The production timeouts, whatever the test environment sets for the slow emulator.
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .endpoint_url(format!("http://{address}"))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_millis(500))
+                .operation_attempt_timeout(std::time::Duration::from_millis(700))
+                .operation_timeout(std::time::Duration::from_millis(2500))
+                .build(),
+        )
+        .build();
+    let store = DynamoStore::with_client(aws_sdk_dynamodb::Client::from_conf(config), "t".into());
+    let started = std::time::Instant::now();
+    let read = store.user(UserId(1)).await;
+    assert!(
+        matches!(read, Err(auth::store::StoreError::Unavailable(_))),
+        "{read:?}"
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // A start-up warm-up against it returns (logged), it does not block.
+    let started = std::time::Instant::now();
+    store.warm_up().await;
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}

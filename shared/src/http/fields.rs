@@ -130,6 +130,11 @@ impl Fields<'_> {
         !self.errors.is_empty()
     }
 
+    /// Whether `name` has failed already.
+    pub fn has_error(&self, name: &str) -> bool {
+        self.errors.get(name).is_some()
+    }
+
     /// The errors so far.
     pub fn into_errors(self) -> FieldErrors {
         self.errors

@@ -18,6 +18,15 @@ pub trait FromBody: Sized {
     fn from_body(body: &Body) -> Parsed<Self, Self::Partial>;
 }
 
+/// The `uid` field of a mailed link: a string that must decode to a user id.
+fn uid_field(fields: &mut Fields<'_>) -> Option<Uid> {
+    let uid = fields.string("uid").and_then(|text| Uid::parse(&text));
+    if uid.is_none() && !fields.has_error("uid") {
+        fields.add_error("uid", INVALID_UID);
+    }
+    uid
+}
+
 /// `Ok(value)` when every field parsed, else the errors with the partial value.
 fn finish<T, P>(fields: Fields<'_>, value: Option<T>, partial: P) -> Parsed<T, P> {
     let errors = fields.into_errors();
@@ -106,13 +115,7 @@ impl FromBody for ResetConfirmation {
     type Partial = Option<Uid>;
     fn from_body(body: &Body) -> Parsed<Self, Option<Uid>> {
         let mut fields = body.fields();
-        let uid = fields.string("uid").and_then(|text| {
-            let uid = Uid::parse(&text);
-            if uid.is_none() {
-                fields.add_error("uid", INVALID_UID);
-            }
-            uid
-        });
+        let uid = uid_field(&mut fields);
         let token = fields.string("token");
         let new_password = fields.password("new_password");
         let value = match (uid, token, new_password) {
@@ -131,13 +134,7 @@ impl FromBody for LinkConfirmation {
     type Partial = Option<Uid>;
     fn from_body(body: &Body) -> Parsed<Self, Option<Uid>> {
         let mut fields = body.fields();
-        let uid = fields.string("uid").and_then(|text| {
-            let uid = Uid::parse(&text);
-            if uid.is_none() {
-                fields.add_error("uid", INVALID_UID);
-            }
-            uid
-        });
+        let uid = uid_field(&mut fields);
         let token = fields.string("token");
         let value = match (uid, token) {
             (Some(uid), Some(token)) => Some(LinkConfirmation {

@@ -102,10 +102,13 @@ fn error_response(err: Error) -> Rendered {
         }
         Error::Unavailable(why) => {
             tracing::error!(error = %why, "dependency unavailable");
-            detail(
+            let mut r = detail(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "The service is temporarily unavailable. Try again later.",
-            )
+            );
+            // The SDK's own retries are spent by now: a client may try again shortly.
+            r.headers.push(("retry-after", "1".to_owned()));
+            r
         }
         Error::Internal(why) => {
             tracing::error!(error = %why, "internal error");

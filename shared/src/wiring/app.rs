@@ -51,8 +51,36 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
         .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http_client)
+        .timeout_config(sdk_timeouts())
+        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS))
         .load()
         .await
+}
+
+/// Attempts per AWS call (standard retry mode, with backoff).
+pub const SDK_ATTEMPTS: u32 = 3;
+
+/// Timeouts that leave room for a retry on a fresh connection, chosen against the functions'
+/// 10 s timeout (infra/template.yaml); `AWS_ATTEMPT_TIMEOUT_MS` and `AWS_OPERATION_TIMEOUT_MS`
+/// change them (a local emulator, one request at a time, is far slower than DynamoDB). A DynamoDB call answers in milliseconds, so an attempt
+/// that takes 700 ms is a stalled connection: it is abandoned and tried again. One call, all
+/// its attempts and backoff included, gives up after 2.5 s, and answers 503; the longest
+/// request (login: 2 reads and 3 writes in sequence, plus a ~50 ms argon2 hash at 1024 MB)
+/// then still answers within the function's 10 s only if at most three of its calls stall
+/// for good, which no transient fault does. A start-up warm-up read is bounded the same way.
+pub fn sdk_timeouts() -> aws_config::timeout::TimeoutConfig {
+    let millis = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(default)
+    };
+    let ms = std::time::Duration::from_millis;
+    aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(ms(500))
+        .operation_attempt_timeout(ms(millis("AWS_ATTEMPT_TIMEOUT_MS", 700)))
+        .operation_timeout(ms(millis("AWS_OPERATION_TIMEOUT_MS", 2500)))
+        .build()
 }
 
 /// The keys secret (`KEYS_SECRET_ARN`: an ARN or name) from Secrets Manager, read once at

@@ -86,6 +86,9 @@ fn passthrough_env() -> Vec<(String, String)> {
                         | "AWS_SECRET_ACCESS_KEY"
                         | "AWS_SESSION_TOKEN"
                         | "AWS_EC2_METADATA_DISABLED"
+                        // A slow local emulator needs longer SDK timeouts than DynamoDB.
+                        | "AWS_ATTEMPT_TIMEOUT_MS"
+                        | "AWS_OPERATION_TIMEOUT_MS"
                 )
         })
         .collect()
