@@ -75,6 +75,7 @@ fn yaml_str(value: &Yaml) -> Option<String> {
 fn the_template_routes_exactly_the_route_table_to_the_right_functions() {
     let template = template();
     let mut declared = BTreeSet::new();
+    let mut defaults = 0;
     for (binary, resource) in template_functions(&template) {
         if binary == MAILER {
             continue;
@@ -85,6 +86,13 @@ fn the_template_routes_exactly_the_route_table_to_the_right_functions() {
             .unwrap_or_else(|| panic!("{binary} has no events"));
         for event in events.values() {
             assert_eq!(event["Type"].as_str(), Some("HttpApi"), "{binary}");
+            if event["Properties"]["Path"].is_null() {
+                // The $default route: unknown paths and methods get the API's JSON 404/405.
+                assert_eq!(binary, "accounts", "the $default route goes to accounts");
+                assert!(defaults == 0, "one $default route");
+                defaults += 1;
+                continue;
+            }
             let method = yaml_str(&event["Properties"]["Method"]).expect("Method");
             let path = yaml_str(&event["Properties"]["Path"]).expect("Path");
             // API Gateway serves a route with and without its trailing slash.
@@ -98,6 +106,10 @@ fn the_template_routes_exactly_the_route_table_to_the_right_functions() {
         }
     }
     assert_eq!(declared, route_table());
+    assert_eq!(
+        defaults, 1,
+        "a $default route answers unknown paths and methods"
+    );
 }
 
 #[test]
