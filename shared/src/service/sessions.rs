@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use crate::domain::events::{iso8601, Origin, SecurityEvent};
-use crate::domain::records::User;
+use crate::domain::records::{User, UserId};
 use crate::domain::session::{
     least_recently_used, new_session_id, user_of, RefreshToken, SessionDetails, SessionState,
     MAX_SESSIONS,
@@ -60,6 +60,39 @@ impl Service {
         }
     }
 
+    /// Moves a session from `state` to `next` (a refresh, a code login's upgrade) by a write
+    /// conditional on its generation: the new tokens, or `None` if another request rotated it
+    /// first.
+    async fn rotate(
+        &self,
+        user: &User,
+        session: &str,
+        state: &SessionState,
+        next: SessionState,
+    ) -> Result<Option<Tokens>, Error> {
+        let rotated = self
+            .store
+            .put_session(
+                user.id,
+                session,
+                Some(state.gen),
+                next.clone(),
+                None,
+                None,
+                &Effects::none(),
+            )
+            .await?;
+        Ok(rotated.then(|| self.tokens_for(user, session, &next)))
+    }
+
+    /// The account as it is now, after losing a race for one of its sessions.
+    async fn reread(&self, id: UserId) -> Result<User, Error> {
+        self.store
+            .user(id)
+            .await?
+            .ok_or(Error::Unauthenticated(AuthFailure::UnknownUser))
+    }
+
     /// Starts a session (login; totp/delete's new one), ending the least recently used one
     /// at the cap, with `effects` in the same write.
     pub async fn start_session(
@@ -107,12 +140,7 @@ impl Service {
                 return Ok(self.tokens_for(user, &session, &state));
             }
             // Another login changed the sessions meanwhile: look again.
-            sessions = self
-                .store
-                .user(user.id)
-                .await?
-                .ok_or(Error::Unauthenticated(AuthFailure::UnknownUser))?
-                .sessions;
+            sessions = self.reread(user.id).await?.sessions;
         }
         Err(Error::Unavailable("the sessions kept changing".into()))
     }
@@ -149,26 +177,10 @@ impl Service {
                 rotated_at: self.now(),
                 ..state.clone()
             };
-            if self
-                .store
-                .put_session(
-                    user.id,
-                    session,
-                    Some(state.gen),
-                    next.clone(),
-                    None,
-                    None,
-                    &Effects::none(),
-                )
-                .await?
-            {
-                return Ok(self.tokens_for(&user, session, &next));
+            if let Some(tokens) = self.rotate(&user, session, &state, next).await? {
+                return Ok(tokens);
             }
-            user = self
-                .store
-                .user(user.id)
-                .await?
-                .ok_or(Error::Unauthenticated(AuthFailure::UnknownUser))?;
+            user = self.reread(user.id).await?;
         }
         Err(Error::Unavailable("the session kept changing".into()))
     }
@@ -209,20 +221,8 @@ impl Service {
                     last_used_at: now,
                     ..state.clone()
                 };
-                if self
-                    .store
-                    .put_session(
-                        user.id,
-                        session,
-                        Some(state.gen),
-                        next.clone(),
-                        None,
-                        None,
-                        &Effects::none(),
-                    )
-                    .await?
-                {
-                    return Ok(self.tokens_for(&user, session, &next));
+                if let Some(tokens) = self.rotate(&user, session, &state, next).await? {
+                    return Ok(tokens);
                 }
                 // A concurrent refresh rotated first: its answer is ours (read again).
                 continue;

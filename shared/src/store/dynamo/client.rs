@@ -8,7 +8,10 @@ use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::AttributeValue;
-use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, ReturnValue, TransactWriteItem, Update};
+use aws_sdk_dynamodb::types::{
+    KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+    Update,
+};
 
 use super::expr::Expr;
 use super::items::*;
@@ -321,4 +324,44 @@ impl DynamoStore {
             }
         }
     }
+
+    /// One conditional UpdateItem that tells what it met: applied (with the item as it now
+    /// is), or refused with the item as it was (`None`: there is no such item).
+    pub(super) async fn update_seeing(
+        &self,
+        key: Item,
+        update: String,
+        condition: String,
+        expr: Expr,
+    ) -> StoreResult<Updated> {
+        let (names, values) = expr.into_parts();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .update_expression(update)
+            .condition_expression(condition)
+            .set_expression_attribute_names(names)
+            .set_expression_attribute_values(values)
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => Ok(Updated::Applied(output.attributes)),
+            Err(err) => match err.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Updated::Refused(failed.item().cloned()))
+                }
+                _ => Err(unavailable(err)),
+            },
+        }
+    }
+}
+
+/// How [`DynamoStore::update_seeing`] ended.
+pub(super) enum Updated {
+    Applied(Option<Item>),
+    Refused(Option<Item>),
 }

@@ -29,10 +29,7 @@
 //! transactions), [`provision`] (emulator tables, warm-up), and here the `Store` implementation.
 
 use async_trait::async_trait;
-use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Delete, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem, Update,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, Delete, Put, TransactWriteItem, Update};
 use aws_sdk_dynamodb::Client;
 
 use super::{
@@ -45,7 +42,9 @@ use crate::domain::records::{
 };
 use crate::domain::session::{SessionDetails, SessionState, MAX_SESSIONS};
 use crate::domain::throttle::Counter;
-use client::{build_error, cancelled_by_condition, unavailable, Transacted, CONDITION_FAILED};
+use client::{
+    build_error, cancelled_by_condition, unavailable, Transacted, Updated, CONDITION_FAILED,
+};
 use expr::Expr;
 use items::*;
 
@@ -379,28 +378,14 @@ impl Store for DynamoStore {
             expr.name(PK),
             expr.name(TOTP_DEVICE_ID)
         );
-        let (names, values) = expr.into_parts();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(user_key(id)))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let err = match result {
-            Ok(_) => return Ok(TotpInsert::Inserted),
-            Err(err) => err,
+        let old = match self
+            .update_seeing(user_key(id), update, condition, expr)
+            .await?
+        {
+            Updated::Applied(_) => return Ok(TotpInsert::Inserted),
+            Updated::Refused(old) => old,
         };
-        let Some(UpdateItemError::ConditionalCheckFailedException(failed)) = err.as_service_error()
-        else {
-            return Err(unavailable(err));
-        };
-        match failed.item() {
+        match old.as_ref() {
             None => Ok(TotpInsert::UserGone),
             Some(old) => user_from_item(old)?
                 .totp
@@ -870,37 +855,18 @@ impl Store for DynamoStore {
             expr.name(CLAIMED_UNTIL),
             expr.value(n(now))
         );
-        let (names, values) = expr.into_parts();
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(queue_key(id)))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .return_values(aws_sdk_dynamodb::types::ReturnValue::AllNew)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let err = match result {
-            Ok(output) => {
-                let item = output.attributes.ok_or_else(|| {
+        match self
+            .update_seeing(queue_key(id), update, condition, expr)
+            .await?
+        {
+            Updated::Applied(item) => {
+                let item = item.ok_or_else(|| {
                     StoreError::Corrupt("a claimed queue item answered nothing".to_owned())
                 })?;
-                return Ok(Claim::Claimed(queue_item_from(&item)?));
+                Ok(Claim::Claimed(queue_item_from(&item)?))
             }
-            Err(err) => err,
-        };
-        match err.as_service_error() {
-            Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                Ok(match failed.item() {
-                    Some(_) => Claim::Busy,
-                    None => Claim::Gone,
-                })
-            }
-            _ => Err(unavailable(err)),
+            Updated::Refused(Some(_)) => Ok(Claim::Busy),
+            Updated::Refused(None) => Ok(Claim::Gone),
         }
     }
 
