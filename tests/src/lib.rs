@@ -26,6 +26,8 @@ use hyper_util::client::legacy::Client;
 use rand::RngCore;
 use serde_json::{json, Value};
 
+pub mod faults;
+
 pub const STRONG_PASSWORD: &str = "correct-horse-battery-9";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +36,9 @@ pub enum Backend {
     Embedded,
     /// DynamoDB at `AWS_ENDPOINT_URL` (moto in the test command), a fresh table per server.
     DynamoDb,
+    /// The same, over a network that loses the first answer of every write after the write
+    /// was applied ([`faults::LosingAnswers`]).
+    DynamoDbLosingAnswers,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +154,8 @@ pub struct TestServer {
     pub base: String,
     /// DynamoDB calls made so far (DynamoDB backend only).
     pub dynamo_calls: DynamoCalls,
+    /// What the answer-losing network did (that backend only).
+    pub faults: Option<Arc<faults::Faults>>,
     pub clock: Arc<ManualClock>,
     pub app: Arc<App>,
     pub outbox: PathBuf,
@@ -227,14 +234,30 @@ impl TestServer {
         settings.reset_min_duration_ms = 0;
         (options.settings)(&mut settings);
         let dynamo_calls = DynamoCalls::default();
+        let mut faults = None;
         let store: Arc<dyn Store> = match options.backend {
             Backend::Embedded => {
                 Arc::new(EmbeddedStore::open(&dir.join("accounts.redb")).expect("embedded store"))
             }
-            Backend::DynamoDb => {
-                let config = aws_sdk_dynamodb::config::Builder::from(&emulator_config().await)
-                    .interceptor(dynamo_calls.clone())
-                    .build();
+            Backend::DynamoDb | Backend::DynamoDbLosingAnswers => {
+                let sdk = emulator_config().await;
+                let mut config =
+                    aws_sdk_dynamodb::config::Builder::from(&sdk).interceptor(dynamo_calls.clone());
+                if options.backend == Backend::DynamoDbLosingAnswers {
+                    let layer = faults::LosingAnswers::new(
+                        sdk.http_client()
+                            .expect("the SDK config names its HTTP client"),
+                    );
+                    faults = Some(layer.faults());
+                    // Every write is sent twice here: retry at once rather than after the
+                    // production backoff (up to a second), which would only slow the suite.
+                    config = config.http_client(layer).retry_config(
+                        aws_sdk_dynamodb::config::retry::RetryConfig::standard()
+                            .with_max_attempts(auth::wiring::app::SDK_ATTEMPTS)
+                            .with_initial_backoff(std::time::Duration::from_millis(5)),
+                    );
+                }
+                let config = config.build();
                 let store = DynamoStore::with_client(
                     aws_sdk_dynamodb::Client::from_conf(config),
                     format!("test-{}", random_hex(6)),
@@ -271,6 +294,7 @@ impl TestServer {
         Self {
             base,
             dynamo_calls,
+            faults,
             clock,
             app,
             outbox,
@@ -673,6 +697,7 @@ impl TestServer {
         Self {
             base: base.trim_end_matches('/').to_owned(),
             dynamo_calls: DynamoCalls::default(),
+            faults: None,
             clock,
             app,
             outbox,

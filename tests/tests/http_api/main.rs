@@ -2,7 +2,9 @@
 //! fresh store.
 
 /// Runs each named scenario (an `async fn(Backend)`) on both stores: `embedded::<name>` and
-/// `dynamodb::<name>`. Defined before the modules, so each of them can use it.
+/// `dynamodb::<name>`, and once more on DynamoDB over a network that loses the first answer of
+/// every write (`dynamodb_losing_answers::<name>`): every write path must give the same answers
+/// when the SDK has to send it again. Defined before the modules, so each of them can use it.
 macro_rules! on_both_stores {
     ($($name:ident),* $(,)?) => {
         mod embedded {
@@ -21,6 +23,14 @@ macro_rules! on_both_stores {
                 }
             )*
         }
+        mod dynamodb_losing_answers {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(api_tests::Backend::DynamoDbLosingAnswers).await;
+                }
+            )*
+        }
     };
 }
 
@@ -28,6 +38,7 @@ mod accounts;
 mod conventions;
 mod dynamodb_calls;
 mod events;
+mod faults;
 mod lifecycle;
 mod limits;
 mod login;

@@ -1,6 +1,16 @@
 use api_tests::*;
 use serde_json::json;
 
+on_both_stores!(
+    the_full_two_factor_flow_works,
+    a_replayed_totp_code_is_refused,
+    concurrent_uses_of_one_totp_code_succeed_once,
+    a_reused_emergency_code_is_refused,
+    concurrent_uses_of_one_emergency_code_succeed_once,
+    wrong_totp_codes_are_throttled_with_exponential_backoff,
+    wrong_emergency_codes_are_throttled,
+);
+
 /// The whole two-factor journey of SPEC §3 and §7 on one backend.
 async fn the_full_two_factor_flow_works(backend: Backend) {
     let server = TestServer::start_on(backend).await;
@@ -57,16 +67,6 @@ async fn the_full_two_factor_flow_works(backend: Backend) {
 }
 
 #[tokio::test]
-async fn the_full_two_factor_flow_works_on_the_embedded_store() {
-    the_full_two_factor_flow_works(Backend::Embedded).await;
-}
-
-#[tokio::test]
-async fn the_full_two_factor_flow_works_on_dynamodb() {
-    the_full_two_factor_flow_works(Backend::DynamoDb).await;
-}
-
-#[tokio::test]
 async fn the_harness_totp_agrees_with_pyotp() {
     let python = std::env::var("PYOTP_PYTHON")
         .expect("PYOTP_PYTHON is set by ./scripts/test (pyotp is the independent TOTP oracle)");
@@ -92,9 +92,8 @@ async fn the_harness_totp_agrees_with_pyotp() {
     );
 }
 
-#[tokio::test]
-async fn a_replayed_totp_code_is_refused() {
-    let server = TestServer::start().await;
+async fn a_replayed_totp_code_is_refused(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (_, secret, token) = server.enrolled("replay").await;
     // The enrolment used the current step; the same code again is a replay.
     let replay = server.totp_login(&token, &server.code_now(&secret)).await;
@@ -109,30 +108,26 @@ async fn a_replayed_totp_code_is_refused() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_uses_of_one_totp_code_succeed_once() {
-    for backend in [Backend::Embedded, Backend::DynamoDb] {
-        let server = TestServer::start_on(backend).await;
-        let (_, token) = server.signed_up("race").await;
-        let secret = otpauth_secret(server.totp_create(&token).await.json().as_str().unwrap());
-        let code = server.code_now(&secret);
-        let attempts = (0..10).map(|_| server.totp_login(&token, &code));
-        let statuses: Vec<u16> = statuses(attempts).await;
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 201).count(),
-            1,
-            "{backend:?}: {statuses:?}"
-        );
-        assert!(
-            statuses.iter().all(|s| *s == 201 || *s == 400),
-            "{statuses:?}"
-        );
-    }
+async fn concurrent_uses_of_one_totp_code_succeed_once(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
+    let (_, token) = server.signed_up("race").await;
+    let secret = otpauth_secret(server.totp_create(&token).await.json().as_str().unwrap());
+    let code = server.code_now(&secret);
+    let attempts = (0..10).map(|_| server.totp_login(&token, &code));
+    let statuses: Vec<u16> = statuses(attempts).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{backend:?}: {statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 201 || *s == 400),
+        "{statuses:?}"
+    );
 }
 
-#[tokio::test]
-async fn a_reused_emergency_code_is_refused() {
-    let server = TestServer::start().await;
+async fn a_reused_emergency_code_is_refused(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (_, _, token) = server.enrolled("reuse").await;
     let codes: Vec<String> =
         serde_json::from_value(server.static_create(&token).await.json()).unwrap();
@@ -141,21 +136,18 @@ async fn a_reused_emergency_code_is_refused() {
     assert_eq!((again.status, again.body.len()), (400, 0));
 }
 
-#[tokio::test]
-async fn concurrent_uses_of_one_emergency_code_succeed_once() {
-    for backend in [Backend::Embedded, Backend::DynamoDb] {
-        let server = TestServer::start_on(backend).await;
-        let (_, _, token) = server.enrolled("codes-race").await;
-        let codes: Vec<String> =
-            serde_json::from_value(server.static_create(&token).await.json()).unwrap();
-        let attempts = (0..10).map(|_| server.static_login(&token, &codes[0]));
-        let statuses = statuses(attempts).await;
-        assert_eq!(
-            statuses.iter().filter(|s| **s == 201).count(),
-            1,
-            "{backend:?}: {statuses:?}"
-        );
-    }
+async fn concurrent_uses_of_one_emergency_code_succeed_once(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
+    let (_, _, token) = server.enrolled("codes-race").await;
+    let codes: Vec<String> =
+        serde_json::from_value(server.static_create(&token).await.json()).unwrap();
+    let attempts = (0..10).map(|_| server.static_login(&token, &codes[0]));
+    let statuses = statuses(attempts).await;
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 201).count(),
+        1,
+        "{backend:?}: {statuses:?}"
+    );
 }
 
 #[tokio::test]
@@ -236,9 +228,8 @@ async fn malformed_code_segments_are_not_found() {
     }
 }
 
-#[tokio::test]
-async fn wrong_totp_codes_are_throttled_with_exponential_backoff() {
-    let server = TestServer::start().await;
+async fn wrong_totp_codes_are_throttled_with_exponential_backoff(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (_, secret, token) = server.enrolled("throttle").await;
     server.clock.advance(30);
     let wrong = if server.code_now(&secret) == "000000" {
@@ -276,9 +267,8 @@ async fn wrong_totp_codes_are_throttled_with_exponential_backoff() {
     );
 }
 
-#[tokio::test]
-async fn wrong_emergency_codes_are_throttled() {
-    let server = TestServer::start().await;
+async fn wrong_emergency_codes_are_throttled(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
     let (_, _, token) = server.enrolled("codes-throttle").await;
     let codes: Vec<String> =
         serde_json::from_value(server.static_create(&token).await.json()).unwrap();

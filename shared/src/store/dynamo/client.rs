@@ -2,6 +2,7 @@
 //! only conflicts with other transactions), and the id counter. Errors name attributes, never
 //! values.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -143,22 +144,11 @@ impl DynamoStore {
                 ))),
             };
         }
-        let result = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(key))
-            .update_expression(update)
-            .condition_expression(condition)
-            .set_expression_attribute_names(names)
-            .set_expression_attribute_values(values)
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(true),
-            Err(err) if condition_failed(&err) => Ok(false),
-            Err(err) => Err(unavailable(err)),
-        }
+        Ok(matches!(
+            self.update_seeing(key, update, condition, (names, values))
+                .await?,
+            Updated::Applied(_)
+        ))
     }
 
     /// One TransactWriteItems. A transaction cancelled only because another transaction was
@@ -327,14 +317,25 @@ impl DynamoStore {
 
     /// One conditional UpdateItem that tells what it met: applied (with the item as it now
     /// is), or refused with the item as it was (`None`: there is no such item).
+    ///
+    /// Safe to retry: the update records its request id (see [`LAST_WRITES`]) and a refusal
+    /// answers the item as it was, so a retry whose first attempt was applied (its answer lost
+    /// on the way back, the SDK sending it again) meets its own id and answers the success it
+    /// was, not a refusal.
     pub(super) async fn update_seeing(
         &self,
         key: Item,
         update: String,
         condition: String,
-        expr: Expr,
+        expr: impl Into<ExprParts>,
     ) -> StoreResult<Updated> {
-        let (names, values) = expr.into_parts();
+        let (names, mut values) = expr.into();
+        let write = write_id();
+        let update = recording_write(&update, &write, values.get_or_insert_with(Item::new));
+        let mut names = names.unwrap_or_default();
+        for (i, attribute) in LAST_WRITES.iter().enumerate() {
+            names.insert(format!("#lw{i}"), (*attribute).to_owned());
+        }
         let result = self
             .client
             .update_item()
@@ -342,7 +343,7 @@ impl DynamoStore {
             .set_key(Some(key))
             .update_expression(update)
             .condition_expression(condition)
-            .set_expression_attribute_names(names)
+            .set_expression_attribute_names(Some(names))
             .set_expression_attribute_values(values)
             .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
@@ -352,11 +353,102 @@ impl DynamoStore {
             Ok(output) => Ok(Updated::Applied(output.attributes)),
             Err(err) => match err.as_service_error() {
                 Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Updated::Refused(failed.item().cloned()))
+                    match failed.item() {
+                        Some(old) if wrote(old, &write) => Ok(Updated::Applied(Some(old.clone()))),
+                        old => Ok(Updated::Refused(old.cloned())),
+                    }
                 }
                 _ => Err(unavailable(err)),
             },
         }
+    }
+}
+
+/// An expression's placeholders: names and values.
+pub(super) type ExprParts = (Option<HashMap<String, String>>, Option<Item>);
+
+impl From<Expr> for ExprParts {
+    fn from(expr: Expr) -> Self {
+        expr.into_parts()
+    }
+}
+
+/// The attributes that remember which requests last wrote an item with a conditional update,
+/// newest first. A write whose answer was lost is sent again by the SDK, byte for byte, with
+/// the same request id; its condition now fails (the first attempt changed the item) and the
+/// item as it was carries that id: the write was applied. Three deep, so that a write of
+/// another request landing between the two attempts does not hide it. Transactions need none:
+/// the SDK gives each its idempotency token (`ClientRequestToken`), reused on retries, and
+/// DynamoDB answers a repeated token with the first outcome.
+pub(super) const LAST_WRITES: [&str; 3] = ["last_write", "last_write_1", "last_write_2"];
+
+/// A fresh request id for one conditional write (96 random bits: never repeats).
+fn write_id() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 12];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `update` with the request id in front of the last-writes ring. The ring shifts oldest first
+/// (`#lw2 = #lw1`, then `#lw1 = #lw0`), so DynamoDB's rule (every operand reads the item as it
+/// was) and an emulator applying the actions in order give the same ring.
+fn recording_write(update: &str, write: &str, values: &mut Item) -> String {
+    values.insert(":lw".to_owned(), s(write));
+    values.insert(":lwnone".to_owned(), s("-"));
+    let ring = "#lw2 = if_not_exists(#lw1, :lwnone), #lw1 = if_not_exists(#lw0, :lwnone), \
+                #lw0 = :lw";
+    // Placeholders are `#n0`/`:v0`-like, so "SET " can only be the clause keyword.
+    match update.find("SET ") {
+        Some(at) if at == 0 || update[..at].ends_with(' ') => {
+            let (before, after) = update.split_at(at + 4);
+            format!("{before}{ring}, {after}")
+        }
+        _ => format!("SET {ring} {update}"),
+    }
+}
+
+/// Whether `item` was written by the request `write` (or by one of the two writes before it).
+fn wrote(item: &Item, write: &str) -> bool {
+    LAST_WRITES
+        .iter()
+        .any(|attribute| matches!(item.get(*attribute), Some(AttributeValue::S(id)) if id == write))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_request_id_joins_the_set_clause_wherever_it_is() {
+        let mut values = Item::new();
+        let ring = "#lw2 = if_not_exists(#lw1, :lwnone), #lw1 = if_not_exists(#lw0, :lwnone), \
+                    #lw0 = :lw";
+        assert_eq!(
+            recording_write("SET #n0 = :v0", "id", &mut values),
+            format!("SET {ring}, #n0 = :v0")
+        );
+        assert_eq!(
+            recording_write("REMOVE #n0 SET #n1 = :v0", "id", &mut values),
+            format!("REMOVE #n0 SET {ring}, #n1 = :v0")
+        );
+        assert_eq!(
+            recording_write("REMOVE #n0.#n1", "id", &mut values),
+            format!("SET {ring} REMOVE #n0.#n1")
+        );
+        assert_eq!(values.get(":lw"), Some(&s("id")));
+    }
+
+    #[test]
+    fn an_item_remembers_its_last_three_writers() {
+        let item: Item = LAST_WRITES
+            .iter()
+            .zip(["c", "b", "a"])
+            .map(|(attribute, id)| (attribute.to_string(), s(id)))
+            .collect();
+        assert!(wrote(&item, "a") && wrote(&item, "c"));
+        assert!(!wrote(&item, "d"));
+        assert!(!wrote(&Item::new(), "a"));
     }
 }
 
