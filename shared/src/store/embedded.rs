@@ -230,6 +230,38 @@ impl EmbeddedStore {
     /// Runs `op` in one read transaction, inline on the calling task: a redb point read is a
     /// few microseconds of page-cache access (MVCC, it never waits for writers), far less than
     /// the thread hand-off of `spawn_blocking` it used to pay on every request.
+    /// What is wrong between accounts and their email claims: a user whose address has no
+    /// claim (or a claim naming another user), or a claim naming no such user. Empty when the
+    /// store is whole; the crash test (kill -9 mid-write) asserts it stays empty.
+    pub fn integrity_problems(&self) -> StoreResult<Vec<String>> {
+        let tx = self.db.begin_read().map_err(unavailable)?;
+        let users = tx.open_table(USERS).map_err(unavailable)?;
+        let emails = tx.open_table(EMAILS).map_err(unavailable)?;
+        let mut problems = Vec::new();
+        for row in users.iter().map_err(unavailable)? {
+            let (id, value) = row.map_err(unavailable)?;
+            let user = decode_user(value.value())?;
+            let claim = emails
+                .get(user.email_norm.as_str())
+                .map_err(unavailable)?
+                .map(|v| v.value());
+            if claim != Some(id.value()) {
+                problems.push(format!("user {} has claim {claim:?}", id.value()));
+            }
+        }
+        for row in emails.iter().map_err(unavailable)? {
+            let (email, id) = row.map_err(unavailable)?;
+            if users.get(id.value()).map_err(unavailable)?.is_none() {
+                problems.push(format!(
+                    "claim {} names no user {}",
+                    email.value(),
+                    id.value()
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
     async fn read<T, F>(&self, op: F) -> StoreResult<T>
     where
         T: Send + 'static,
