@@ -415,6 +415,12 @@ fn wrote(item: &Item, write: &str) -> bool {
         .any(|attribute| matches!(item.get(*attribute), Some(AttributeValue::S(id)) if id == write))
 }
 
+/// How [`DynamoStore::update_seeing`] ended.
+pub(super) enum Updated {
+    Applied(Option<Item>),
+    Refused(Option<Item>),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -452,8 +458,3 @@ mod tests {
     }
 }
 
-/// How [`DynamoStore::update_seeing`] ended.
-pub(super) enum Updated {
-    Applied(Option<Item>),
-    Refused(Option<Item>),
-}
