@@ -457,4 +457,3 @@ mod tests {
         assert!(!wrote(&Item::new(), "a"));
     }
 }
-
