@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use auth::domain::events::{QueueItem, QueueKind, SecurityEvent, TrailEvent};
@@ -1233,19 +1234,7 @@ async fn a_stalled_dynamodb_connection_fails_within_the_operation_timeout() {
             held.push(stream);
         }
     });
-    let sdk = auth::wiring::app::aws_sdk_config().await;
-    // The production timeouts, whatever the test environment sets for the slow emulator.
-    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
-        .endpoint_url(format!("http://{address}"))
-        .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
-                .connect_timeout(std::time::Duration::from_millis(500))
-                .operation_attempt_timeout(std::time::Duration::from_millis(700))
-                .operation_timeout(std::time::Duration::from_millis(2500))
-                .build(),
-        )
-        .build();
-    let store = DynamoStore::with_client(aws_sdk_dynamodb::Client::from_conf(config), "t".into());
+    let store = store_at(address, "t").await;
     let started = std::time::Instant::now();
     let read = store.user(UserId(1)).await;
     assert!(
@@ -1259,6 +1248,96 @@ async fn a_stalled_dynamodb_connection_fails_within_the_operation_timeout() {
     );
     // A start-up warm-up against it returns (logged), it does not block.
     let started = std::time::Instant::now();
-    store.warm_up().await;
+    assert!(!store.warm_up().await);
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// A TCP proxy to `target` that holds its first connection without a byte of answer and pipes
+/// every later one through: one connection that stalls. Answers its address and how many
+/// connections it accepted.
+async fn stalling_once(target: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut client, _)) = listener.accept().await {
+            if count.fetch_add(1, Ordering::SeqCst) == 0 {
+                held.push(client);
+                continue;
+            }
+            tokio::spawn(async move {
+                if let Ok(mut upstream) = tokio::net::TcpStream::connect(target).await {
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                }
+            });
+        }
+    });
+    (address, accepted)
+}
+
+/// The emulator's address, from `AWS_ENDPOINT_URL` (set by ./scripts/test).
+fn emulator_address() -> std::net::SocketAddr {
+    let url = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (./scripts/test sets it)");
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    host.parse().unwrap_or_else(|e| panic!("{url}: {e}"))
+}
+
+/// A store over `endpoint` with the production timeouts, whatever the test environment sets
+/// for the slow emulator, on the table `table`.
+async fn store_at(endpoint: std::net::SocketAddr, table: &str) -> DynamoStore {
+    let sdk = auth::wiring::app::aws_sdk_config().await;
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
+        .endpoint_url(format!("http://{endpoint}"))
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(std::time::Duration::from_millis(500))
+                .operation_attempt_timeout(std::time::Duration::from_millis(700))
+                .operation_timeout(std::time::Duration::from_millis(2500))
+                .build(),
+        )
+        .build();
+    DynamoStore::with_client(aws_sdk_dynamodb::Client::from_conf(config), table.into())
+}
+
+#[tokio::test]
+async fn a_connection_that_stalls_once_is_retried_within_the_operation_timeout() {
+    let table = format!("stall-{}", random_hex(6));
+    let direct = store_at(emulator_address(), &table).await;
+    direct.ensure_table().await.expect("create the test table");
+
+    // A read: its first attempt stalls, is abandoned after 700 ms, and the retry on a fresh
+    // connection answers, well inside the 2.5 s operation timeout.
+    let (proxy, accepted) = stalling_once(emulator_address()).await;
+    let store = store_at(proxy, &table).await;
+    let started = std::time::Instant::now();
+    let read = store.user(UserId(1)).await;
+    let took = started.elapsed();
+    assert!(matches!(read, Ok(None)), "{read:?}");
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 2,
+        "the retry came on a new connection"
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(700),
+        "the first attempt stalled: {took:?}"
+    );
+    assert!(
+        took < std::time::Duration::from_millis(2500),
+        "took {took:?}"
+    );
+
+    // The start-up warm-up read, stalled the same way, is retried and answers.
+    let (proxy, accepted) = stalling_once(emulator_address()).await;
+    let store = store_at(proxy, &table).await;
+    let started = std::time::Instant::now();
+    assert!(
+        store.warm_up().await,
+        "the warm-up read answered after its retry"
+    );
+    assert!(accepted.load(Ordering::SeqCst) >= 2);
+    assert!(started.elapsed() < std::time::Duration::from_millis(2500));
 }

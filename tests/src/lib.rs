@@ -250,12 +250,26 @@ impl TestServer {
                     );
                     faults = Some(layer.faults());
                     // Every write is sent twice here: retry at once rather than after the
-                    // production backoff (up to a second), which would only slow the suite.
-                    config = config.http_client(layer).retry_config(
-                        aws_sdk_dynamodb::config::retry::RetryConfig::standard()
-                            .with_max_attempts(auth::wiring::app::SDK_ATTEMPTS)
-                            .with_initial_backoff(std::time::Duration::from_millis(5)),
-                    );
+                    // production backoff (up to a second), which would only slow the suite,
+                    // and from an unlimited retry quota of this server's own. The quota (500
+                    // per process, shared by every client) stops retry storms against an
+                    // unhealthy service; a network losing every write's first answer, with
+                    // twenty requests in flight, is not the case it is sized for.
+                    use aws_sdk_dynamodb::config::retry::{
+                        RetryConfig, RetryPartition, TokenBucket,
+                    };
+                    config = config
+                        .http_client(layer)
+                        .retry_config(
+                            RetryConfig::standard()
+                                .with_max_attempts(auth::wiring::app::SDK_ATTEMPTS)
+                                .with_initial_backoff(std::time::Duration::from_millis(5)),
+                        )
+                        .retry_partition(
+                            RetryPartition::custom(format!("losing-answers-{}", random_hex(4)))
+                                .token_bucket(TokenBucket::unlimited())
+                                .build(),
+                        );
                 }
                 let config = config.build();
                 let store = DynamoStore::with_client(

@@ -106,7 +106,9 @@ impl DynamoStore {
     }
 
     /// One cheap read, so the connection (TCP, TLS) is open before the first request needs it.
-    pub async fn warm_up(&self) {
+    /// Whether the read answered; a failure is logged and start-up goes on (the first request
+    /// then pays for the connection).
+    pub async fn warm_up(&self) -> bool {
         let result = self
             .client
             .get_item()
@@ -114,8 +116,9 @@ impl DynamoStore {
             .set_key(Some(id_counter_key()))
             .send()
             .await;
-        if let Err(err) = result {
-            tracing::warn!(error = %DisplayErrorContext(&err), "DynamoDB warm-up read failed");
+        if let Err(err) = &result {
+            tracing::warn!(error = %DisplayErrorContext(err), "DynamoDB warm-up read failed");
         }
+        result.is_ok()
     }
 }
