@@ -154,54 +154,65 @@ impl App {
             true => Some(aws_sdk_config().await),
             false => None,
         };
-        let secrets = match (&keys_secret, &aws) {
-            (Some(id), Some(aws)) => keys_from_secrets_manager(aws, &settings, id).await?,
-            _ => config::secrets_from_env(&settings)?,
+        // The keys fetch, the store's warm-up read and the mailer's set-up are independent
+        // round trips: made at once, init waits for the slowest, not their sum.
+        let secrets = async {
+            match (&keys_secret, &aws) {
+                (Some(id), Some(aws)) => keys_from_secrets_manager(aws, &settings, id).await,
+                _ => Ok(config::secrets_from_env(&settings)?),
+            }
         };
-        let store: Arc<dyn Store> = match (&settings.storage, &aws) {
-            (StorageConfig::DynamoDb { table }, Some(aws)) => {
-                let store = DynamoStore::new(aws, table.clone());
-                if endpoint_overridden("AWS_ENDPOINT_URL_DYNAMODB") {
-                    store
-                        .ensure_table()
-                        .await
-                        .map_err(|e| StartupError::Storage(e.to_string()))?;
+        let store = async {
+            let store: Arc<dyn Store> = match (&settings.storage, &aws) {
+                (StorageConfig::DynamoDb { table }, Some(aws)) => {
+                    let store = DynamoStore::new(aws, table.clone());
+                    if endpoint_overridden("AWS_ENDPOINT_URL_DYNAMODB") {
+                        store
+                            .ensure_table()
+                            .await
+                            .map_err(|e| StartupError::Storage(e.to_string()))?;
+                    }
+                    // Open the connection now, so the first request does not pay the handshake.
+                    store.warm_up().await;
+                    Arc::new(store)
                 }
-                // Open the connection now, so the first request does not pay the handshake.
-                store.warm_up().await;
-                Arc::new(store)
-            }
-            #[cfg(feature = "embedded-store")]
-            (StorageConfig::Embedded { path }, _) => Arc::new(
-                EmbeddedStore::open(path).map_err(|e| StartupError::Storage(e.to_string()))?,
-            ),
-            #[cfg(not(feature = "embedded-store"))]
-            (StorageConfig::Embedded { .. }, _) => {
-                return Err(StartupError::Storage(
-                    "this build has no embedded store: set TABLE_NAME".into(),
-                ))
-            }
-            (StorageConfig::DynamoDb { .. }, None) => unreachable!("AWS config loaded above"),
-        };
-        let mailer: Arc<dyn Mailer> = match (settings.mailer, &aws) {
-            (MailerKind::Ses, Some(aws)) => {
-                let ses = SesMailer::new(aws);
-                if endpoint_overridden("AWS_ENDPOINT_URL_SESV2") {
-                    ses.ensure_identity(&settings.mail_from)
-                        .await
-                        .map_err(|e| StartupError::Mail(e.to_string()))?;
+                #[cfg(feature = "embedded-store")]
+                (StorageConfig::Embedded { path }, _) => Arc::new(
+                    EmbeddedStore::open(path).map_err(|e| StartupError::Storage(e.to_string()))?,
+                ),
+                #[cfg(not(feature = "embedded-store"))]
+                (StorageConfig::Embedded { .. }, _) => {
+                    return Err(StartupError::Storage(
+                        "this build has no embedded store: set TABLE_NAME".into(),
+                    ))
                 }
-                Arc::new(ses)
-            }
-            #[cfg(feature = "outbox")]
-            _ => Arc::new(Outbox::new(settings.data_dir.join("outbox"))),
-            #[cfg(not(feature = "outbox"))]
-            _ => {
-                return Err(StartupError::Mail(
-                    "this build has no outbox: use MAILER=ses".into(),
-                ))
-            }
+                (StorageConfig::DynamoDb { .. }, None) => unreachable!("AWS config loaded above"),
+            };
+            Ok::<_, StartupError>(store)
         };
+        let mailer = async {
+            let mailer: Arc<dyn Mailer> = match (settings.mailer, &aws) {
+                (MailerKind::Ses, Some(aws)) => {
+                    let ses = SesMailer::new(aws);
+                    if endpoint_overridden("AWS_ENDPOINT_URL_SESV2") {
+                        ses.ensure_identity(&settings.mail_from)
+                            .await
+                            .map_err(|e| StartupError::Mail(e.to_string()))?;
+                    }
+                    Arc::new(ses)
+                }
+                #[cfg(feature = "outbox")]
+                _ => Arc::new(Outbox::new(settings.data_dir.join("outbox"))),
+                #[cfg(not(feature = "outbox"))]
+                _ => {
+                    return Err(StartupError::Mail(
+                        "this build has no outbox: use MAILER=ses".into(),
+                    ))
+                }
+            };
+            Ok::<_, StartupError>(mailer)
+        };
+        let (secrets, store, mailer) = tokio::try_join!(secrets, store, mailer)?;
         Self::new(settings, &secrets, store, mailer, Arc::new(SystemClock))
     }
 }
