@@ -25,6 +25,9 @@ pub enum StorageConfig {
 pub enum MailerKind {
     Outbox,
     Ses,
+    /// This process never sends: the API functions only queue mail (in the same write as the
+    /// change that mails), and the mailer function, the one with `ses:SendEmail`, sends it.
+    None,
 }
 
 /// Argon2id cost. Defaults are OWASP's minimum for argon2id (19 MiB, 2 passes, 1 lane).

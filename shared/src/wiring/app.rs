@@ -9,8 +9,9 @@ use crate::domain::password::{self, PasswordHasher};
 use crate::domain::token::TokenIssuer;
 #[cfg(feature = "outbox")]
 use crate::mail::outbox::Outbox;
+#[cfg(feature = "ses")]
 use crate::mail::ses::SesMailer;
-use crate::mail::Mailer;
+use crate::mail::{Mailer, NotSending};
 use crate::service::Service;
 use crate::settings::{MailerKind, Mode, Settings, StorageConfig};
 use crate::store::dynamo::DynamoStore;
@@ -192,6 +193,8 @@ impl App {
         };
         let mailer = async {
             let mailer: Arc<dyn Mailer> = match (settings.mailer, &aws) {
+                (MailerKind::None, _) => Arc::new(NotSending),
+                #[cfg(feature = "ses")]
                 (MailerKind::Ses, Some(aws)) => {
                     let ses = SesMailer::new(aws);
                     if endpoint_overridden("AWS_ENDPOINT_URL_SESV2") {
@@ -200,6 +203,13 @@ impl App {
                             .map_err(|e| StartupError::Mail(e.to_string()))?;
                     }
                     Arc::new(ses)
+                }
+                #[cfg(not(feature = "ses"))]
+                (MailerKind::Ses, _) => {
+                    return Err(StartupError::Mail(
+                        "this build has no SES mailer (feature ses): use MAILER=none or outbox"
+                            .into(),
+                    ))
                 }
                 #[cfg(feature = "outbox")]
                 _ => Arc::new(Outbox::new(settings.data_dir.join("outbox"))),

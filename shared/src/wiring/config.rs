@@ -47,10 +47,18 @@ pub fn settings_from_env(mode: Mode) -> Result<Settings, ConfigError> {
         (None, Mode::Local) => s.storage,
     };
     s.mailer = match var("MAILER").as_deref() {
-        None if mode == Mode::Lambda => MailerKind::Ses,
+        // In Lambda: SES where the build has it (the mailer function), else nothing to send.
+        None if mode == Mode::Lambda && cfg!(feature = "ses") => MailerKind::Ses,
+        None if mode == Mode::Lambda => MailerKind::None,
         None | Some("outbox") => MailerKind::Outbox,
         Some("ses") => MailerKind::Ses,
-        Some(other) => return Err(invalid("MAILER", format!("{other:?}: use outbox or ses"))),
+        Some("none") => MailerKind::None,
+        Some(other) => {
+            return Err(invalid(
+                "MAILER",
+                format!("{other:?}: use outbox, ses or none"),
+            ))
+        }
     };
     s.token_lifetime_secs = parse_or("JWT_EXPIRATION_SECONDS", s.token_lifetime_secs)?;
     s.logout_on_password_change =
