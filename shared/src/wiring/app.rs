@@ -49,6 +49,7 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
     use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
     let http_client = aws_smithy_http_client::Builder::new()
         .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .tls_context(tls_context())
         .build_https();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(http_client)
@@ -56,6 +57,28 @@ pub async fn aws_sdk_config() -> aws_config::SdkConfig {
         .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(SDK_ATTEMPTS))
         .load()
         .await
+}
+
+/// The roots that sign AWS service endpoints (Amazon Trust Services; `shared/data/README.md`).
+const AWS_ROOT_CAS: &[u8] = include_bytes!("../../data/aws-root-cas.pem");
+
+/// Trust only the AWS roots, embedded: loading the system's ~150 roots from disk was 3–6 ms
+/// of every cold start, and no other CA can then impersonate an AWS endpoint to the functions.
+/// An endpoint override over https (an emulator or proxy with its own CA), or
+/// `AWS_TRUST_SYSTEM_ROOTS=true`, keeps the system's.
+fn tls_context() -> aws_smithy_http_client::tls::TlsContext {
+    use aws_smithy_http_client::tls::{TlsContext, TrustStore};
+    let custom_https = std::env::vars()
+        .any(|(name, value)| name.starts_with("AWS_ENDPOINT_URL") && value.starts_with("https://"));
+    let system_roots = std::env::var("AWS_TRUST_SYSTEM_ROOTS").is_ok_and(|v| v == "true");
+    let trust = match custom_https || system_roots {
+        true => TrustStore::default(),
+        false => TrustStore::empty().with_pem_certificate(AWS_ROOT_CAS),
+    };
+    TlsContext::builder()
+        .with_trust_store(trust)
+        .build()
+        .unwrap_or_default()
 }
 
 /// Attempts per AWS call (standard retry mode, with backoff).
@@ -167,14 +190,17 @@ impl App {
             let store: Arc<dyn Store> = match (&settings.storage, &aws) {
                 (StorageConfig::DynamoDb { table }, Some(aws)) => {
                     let store = DynamoStore::new(aws, table.clone());
+                    // Open the connection now, so the first request does not pay the
+                    // handshake: the warm-up read, or on an emulator the table check, which
+                    // opens it as well.
                     if endpoint_overridden("AWS_ENDPOINT_URL_DYNAMODB") {
                         store
                             .ensure_table()
                             .await
                             .map_err(|e| StartupError::Storage(e.to_string()))?;
+                    } else {
+                        store.warm_up().await;
                     }
-                    // Open the connection now, so the first request does not pay the handshake.
-                    store.warm_up().await;
                     Arc::new(store)
                 }
                 #[cfg(feature = "embedded-store")]
@@ -224,5 +250,29 @@ impl App {
         };
         let (secrets, store, mailer) = tokio::try_join!(secrets, store, mailer)?;
         Self::new(settings, &secrets, store, mailer, Arc::new(SystemClock))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_aws_roots_are_the_five_amazon_trust_services_certificates() {
+        use rustls_pki_types::pem::PemObject;
+        let certificates: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(AWS_ROOT_CAS)
+            .collect::<Result<_, _>>()
+            .expect("PEM");
+        assert_eq!(certificates.len(), 5);
+        let text = String::from_utf8_lossy(AWS_ROOT_CAS);
+        for name in ["Amazon_Root_CA_1", "Amazon_Root_CA_4", "Starfield_Services"] {
+            assert!(text.contains(name), "{name}");
+        }
+        aws_smithy_http_client::tls::TlsContext::builder()
+            .with_trust_store(
+                aws_smithy_http_client::tls::TrustStore::empty().with_pem_certificate(AWS_ROOT_CAS),
+            )
+            .build()
+            .expect("a TLS context over the embedded roots");
     }
 }
