@@ -62,7 +62,7 @@ fn main() {
     println!(
         "argon2id m={} KiB t={} p={}: median {median:.1} ms, min {min:.1} ms, max {max:.1} ms \
          ({} hashes); the crate directly, one reused buffer: median {ref_median:.1} ms, min \
-         {ref_min:.1} ms = {:.0}% of the service's speed",
+         {ref_min:.1} ms: the service hashes at {:.0}% of the crate's own speed",
         cost.memory_kib,
         cost.iterations,
         cost.parallelism,
