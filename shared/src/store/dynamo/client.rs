@@ -190,7 +190,9 @@ impl DynamoStore {
         ))
     }
 
-    /// Allocates the next user id (gaps are fine: ids are never reused).
+    /// Allocates the next user id. An unconditional `ADD`, so a retry of a call whose answer
+    /// was lost counts twice and skips an id: gaps are allowed (ids are never reused, and no
+    /// one relies on them being dense).
     pub(super) async fn next_user_id(&self) -> StoreResult<UserId> {
         let mut expr = Expr::default();
         let update = format!("ADD {} {}", expr.name(LAST_ID), expr.value(n(1)),);

@@ -731,6 +731,9 @@ impl Store for DynamoStore {
         }
     }
 
+    /// An unconditional `ADD` to the hour's statistics: a retry of a call whose answer was lost
+    /// counts the failure twice. Allowed: the count only informs the security log, and no
+    /// limit reads it (the limits' counters are version-conditioned transactions).
     async fn count_login_failure(
         &self,
         email_norm: &str,
