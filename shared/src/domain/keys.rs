@@ -134,6 +134,22 @@ impl Keys {
         std::iter::once(&self.password_reset).chain(&self.password_reset_previous)
     }
 
+    /// The recovery-link keys that verify: the current one, then the previous ones.
+    pub fn recovery_verifiers(&self) -> impl Iterator<Item = &MacKey> {
+        std::iter::once(&self.recovery).chain(&self.recovery_previous)
+    }
+
+    /// The activation-link keys that verify: the current one, then the previous ones.
+    pub fn activation_verifiers(&self) -> impl Iterator<Item = &MacKey> {
+        std::iter::once(&self.activation).chain(&self.activation_previous)
+    }
+
+    /// The refresh-token keys that verify: the current one, then the previous ones. A rotated
+    /// `SECRET_KEY` ends no session: the next refresh answers a token under the current key.
+    pub fn refresh_verifiers(&self) -> impl Iterator<Item = &MacKey> {
+        std::iter::once(&self.refresh).chain(&self.refresh_previous)
+    }
+
     /// The emergency-code keys that verify: the current one, then earlier derivations.
     pub fn emergency_code_verifiers(&self) -> impl Iterator<Item = &MacKey> {
         std::iter::once(&self.emergency_codes).chain(&self.emergency_codes_previous)
@@ -152,6 +168,9 @@ pub struct Keys {
     /// Subkeys of the previous secret keys: verify only, never sign.
     pub jwt_previous: Vec<MacKey>,
     pub password_reset_previous: Vec<MacKey>,
+    pub recovery_previous: Vec<MacKey>,
+    pub activation_previous: Vec<MacKey>,
+    pub refresh_previous: Vec<MacKey>,
     /// Earlier emergency-code derivations whose hashes may still be stored: verify only.
     pub emergency_codes_previous: Vec<MacKey>,
     pub totp: TotpSealer,
@@ -195,6 +214,18 @@ impl Keys {
             password_reset_previous: previous
                 .iter()
                 .map(|k| subkey(k, "password-reset-token"))
+                .collect(),
+            recovery_previous: previous
+                .iter()
+                .map(|k| subkey(k, "totp-recovery-token"))
+                .collect(),
+            activation_previous: previous
+                .iter()
+                .map(|k| subkey(k, "activation-token"))
+                .collect(),
+            refresh_previous: previous
+                .iter()
+                .map(|k| subkey(k, "refresh-token"))
                 .collect(),
             emergency_codes_previous,
             totp: TotpSealer {
@@ -241,6 +272,23 @@ mod tests {
         assert!(rotated
             .password_reset_verifiers()
             .any(|k| k.bytes() == old.password_reset.bytes()));
+        assert!(rotated
+            .recovery_verifiers()
+            .any(|k| k.bytes() == old.recovery.bytes()));
+        assert!(rotated
+            .activation_verifiers()
+            .any(|k| k.bytes() == old.activation.bytes()));
+        assert!(rotated
+            .refresh_verifiers()
+            .any(|k| k.bytes() == old.refresh.bytes()));
+        // Signing keys are the new ones only.
+        for (new, old) in [
+            (&rotated.recovery, &old.recovery),
+            (&rotated.activation, &old.activation),
+            (&rotated.refresh, &old.refresh),
+        ] {
+            assert_ne!(new.bytes(), old.bytes());
+        }
         // Without an own key, codes follow the token key, and old ones still verify.
         assert!(rotated
             .emergency_code_verifiers()

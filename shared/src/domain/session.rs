@@ -132,6 +132,34 @@ mod tests {
     }
 
     #[test]
+    fn a_refresh_token_of_a_rotated_key_verifies_while_that_key_is_a_previous_one() {
+        use secrecy::SecretString;
+        let root = |c: &str| SecretString::from(c.repeat(40));
+        // TOTP keys play no part here.
+        let totp = || Secrets::generate().totp_keys;
+        let before = Keys::derive(&Secrets::new(root("a"), totp()).unwrap());
+        let token = RefreshToken {
+            session: new_session_id(UserId(7), "ab12"),
+            gen: 1,
+        };
+        let text = token.encode(&before.refresh);
+        let rotated = Keys::derive(
+            &Secrets::new(root("b"), totp())
+                .unwrap()
+                .with_previous_secret_keys(vec![root("a")])
+                .unwrap(),
+        );
+        let verify = |keys: &Keys| {
+            keys.refresh_verifiers()
+                .find_map(|key| RefreshToken::verify(&text, key))
+        };
+        assert_eq!(verify(&rotated), Some(token));
+        // Once the old key is dropped, its tokens are refused.
+        let dropped = Keys::derive(&Secrets::new(root("b"), totp()).unwrap());
+        assert_eq!(verify(&dropped), None);
+    }
+
+    #[test]
     fn a_session_id_names_its_user() {
         assert_eq!(user_of("17-0a0b"), Some(UserId(17)));
         assert_eq!(user_of("17-"), None);

@@ -68,13 +68,15 @@ impl Service {
         let user = self.store.user(request.uid.0).await?.ok_or_else(refused)?;
         let now = self.now();
         let genuine = request.token.is_some_and(|token| {
-            token.is_valid(
-                Purpose::Recovery,
-                &self.keys.recovery,
-                &user,
-                now,
-                self.settings.link_lifetime_secs,
-            )
+            self.keys.recovery_verifiers().any(|key| {
+                token.is_valid(
+                    Purpose::Recovery,
+                    key,
+                    &user,
+                    now,
+                    self.settings.link_lifetime_secs,
+                )
+            })
         });
         if !genuine
             || user.confirmed_totp().is_none()
@@ -160,14 +162,17 @@ impl Service {
         let Some(user) = self.store.user(request.uid.0).await? else {
             return Err(Error::field("uid", INVALID_UID));
         };
+        let now = self.now();
         let genuine = request.token.is_some_and(|token| {
-            token.is_valid(
-                Purpose::Activation,
-                &self.keys.activation,
-                &user,
-                self.now(),
-                self.settings.link_lifetime_secs,
-            )
+            self.keys.activation_verifiers().any(|key| {
+                token.is_valid(
+                    Purpose::Activation,
+                    key,
+                    &user,
+                    now,
+                    self.settings.link_lifetime_secs,
+                )
+            })
         });
         if !genuine {
             return Err(Error::non_field(INVALID_TOKEN));

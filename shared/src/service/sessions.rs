@@ -193,8 +193,11 @@ impl Service {
         origin: &Origin,
     ) -> Result<Tokens, Error> {
         let request = request.map_err(|invalid| Error::Fields(invalid.errors))?;
-        let presented =
-            RefreshToken::verify(&request.refresh, &self.keys.refresh).ok_or_else(refused)?;
+        let presented = self
+            .keys
+            .refresh_verifiers()
+            .find_map(|key| RefreshToken::verify(&request.refresh, key))
+            .ok_or_else(refused)?;
         let user_id = user_of(&presented.session).ok_or_else(refused)?;
         let session = presented.session.as_str();
         for _ in 0..ATTEMPTS {
