@@ -111,11 +111,9 @@ struct LosingConnector {
 
 impl HttpConnector for LosingConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let operation = request
-            .headers()
-            .get("x-amz-target")
-            .map(|target| target.rsplit('.').next().unwrap_or(target).to_owned())
-            .unwrap_or_default();
+        let operation = crate::dynamodb_operation(&request)
+            .unwrap_or_default()
+            .to_owned();
         if !WRITES.contains(&operation.as_str()) {
             return self.inner.call(request);
         }

@@ -82,12 +82,19 @@ impl Intercept for DynamoCalls {
         _components: &RuntimeComponents,
         _config: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let Some(target) = context.request().headers().get("x-amz-target") {
-            let operation = target.rsplit('.').next().unwrap_or(target);
+        if let Some(operation) = dynamodb_operation(context.request()) {
             self.0.lock().unwrap().push(operation.to_owned());
         }
         Ok(())
     }
+}
+
+/// The DynamoDB operation a request calls (`GetItem`, ...), from its `X-Amz-Target` header.
+pub fn dynamodb_operation(
+    request: &aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+) -> Option<&str> {
+    let target = request.headers().get("x-amz-target")?;
+    target.rsplit('.').next()
 }
 
 /// The AWS config for the emulator the test command started. Panics (fails the test) when no

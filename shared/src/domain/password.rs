@@ -230,6 +230,7 @@ fn argon2_matches(
     (Output::new(&output).ok()? == expected).then_some(params)
 }
 
+/// Django's `PBKDF2PasswordHasher`: `pbkdf2_sha256$<iterations>$<salt>$<base64 sha256>`.
 pub fn verify_django_pbkdf2(password: &str, encoded: &str) -> bool {
     let mut parts = encoded.splitn(4, '$');
     let (Some("pbkdf2_sha256"), Some(iterations), Some(salt), Some(hash)) =

@@ -66,6 +66,18 @@ impl DynamoStore {
         Ok(output.item)
     }
 
+    /// An unconditional delete of one item: the same applied twice, so safe to retry.
+    pub(super) async fn delete_item(&self, key: Item) -> StoreResult<()> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .set_key(Some(key))
+            .send()
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     pub(super) async fn get_user(&self, id: UserId) -> StoreResult<Option<User>> {
         self.get_item(user_key(id))
             .await?

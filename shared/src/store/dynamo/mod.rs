@@ -236,13 +236,7 @@ impl Store for DynamoStore {
 
     async fn delete_counters(&self, keys: &[CounterKey]) -> StoreResult<()> {
         for key in keys {
-            self.client
-                .delete_item()
-                .table_name(&self.table)
-                .set_key(Some(counter_key(key)))
-                .send()
-                .await
-                .map_err(unavailable)?;
+            self.delete_item(counter_key(key)).await?;
         }
         Ok(())
     }
@@ -874,14 +868,7 @@ impl Store for DynamoStore {
     }
 
     async fn remove_queued(&self, id: &str) -> StoreResult<()> {
-        self.client
-            .delete_item()
-            .table_name(&self.table)
-            .set_key(Some(queue_key(id)))
-            .send()
-            .await
-            .map_err(unavailable)?;
-        Ok(())
+        self.delete_item(queue_key(id)).await
     }
 
     async fn purge_user(&self, user: UserId) -> StoreResult<()> {
@@ -899,13 +886,7 @@ impl Store for DynamoStore {
             }
             for item in items {
                 let key = key(get_s(&item, PK)?, &get_s(&item, SK)?);
-                self.client
-                    .delete_item()
-                    .table_name(&self.table)
-                    .set_key(Some(key))
-                    .send()
-                    .await
-                    .map_err(unavailable)?;
+                self.delete_item(key).await?;
             }
         }
     }
