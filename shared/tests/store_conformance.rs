@@ -63,7 +63,7 @@ async fn dynamodb_store() -> Shared {
          and sets AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION); these \
          tests never skip"
     );
-    let config = auth::wiring::app::aws_sdk_config().await;
+    let config = auth::wiring::aws::sdk_config().expect("AWS configuration");
     let store = DynamoStore::new(&config, format!("conf-{}", random_hex(6)));
     store.ensure_table().await.expect("create the test table");
     Arc::new(store)
@@ -1289,11 +1289,11 @@ fn emulator_address() -> std::net::SocketAddr {
 /// A store over `endpoint` with the production timeouts, whatever the test environment sets
 /// for the slow emulator, on the table `table`.
 async fn store_at(endpoint: std::net::SocketAddr, table: &str) -> DynamoStore {
-    let sdk = auth::wiring::app::aws_sdk_config().await;
+    let sdk = auth::wiring::aws::sdk_config().expect("AWS configuration");
     let config = aws_sdk_dynamodb::config::Builder::from(&sdk)
         .endpoint_url(format!("http://{endpoint}"))
         .timeout_config(
-            aws_config::timeout::TimeoutConfig::builder()
+            aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
                 .connect_timeout(std::time::Duration::from_millis(500))
                 .operation_attempt_timeout(std::time::Duration::from_millis(700))
                 .operation_timeout(std::time::Duration::from_millis(2500))

@@ -29,7 +29,7 @@ async fn dynamodb_store() -> Shared {
         std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         "AWS_ENDPOINT_URL is not set: run ./scripts/test (these tests never skip)"
     );
-    let config = auth::wiring::app::aws_sdk_config().await;
+    let config = auth::wiring::aws::sdk_config().expect("AWS configuration");
     let store = DynamoStore::new(&config, format!("op-{}", random_hex(6)));
     store.ensure_table().await.expect("create the test table");
     Arc::new(store)

@@ -99,13 +99,13 @@ pub fn dynamodb_operation(
 
 /// The AWS config for the emulator the test command started. Panics (fails the test) when no
 /// endpoint is configured: DynamoDB and SES tests never skip.
-pub async fn emulator_config() -> aws_config::SdkConfig {
+pub async fn emulator_config() -> aws_types::SdkConfig {
     assert!(
         std::env::var_os("AWS_ENDPOINT_URL").is_some(),
         "AWS_ENDPOINT_URL is not set: run the tests with ./scripts/test, which starts the \
          DynamoDB/SES emulator (these tests never skip)"
     );
-    auth::wiring::app::aws_sdk_config().await
+    auth::wiring::aws::sdk_config().expect("AWS configuration from the environment")
 }
 
 pub struct Response {
@@ -269,7 +269,7 @@ impl TestServer {
                         .http_client(layer)
                         .retry_config(
                             RetryConfig::standard()
-                                .with_max_attempts(auth::wiring::app::SDK_ATTEMPTS)
+                                .with_max_attempts(auth::wiring::aws::SDK_ATTEMPTS)
                                 .with_initial_backoff(std::time::Duration::from_millis(5)),
                         )
                         .retry_partition(

@@ -474,13 +474,13 @@ async fn keys_are_read_from_secrets_manager() {
         .await
         .expect("create secret");
     let settings = auth::settings::Settings::local(std::env::temp_dir().join("unused"));
-    let secrets = auth::wiring::app::keys_from_secrets_manager(&aws, &settings, &name)
+    let secrets = auth::wiring::aws::keys_from_secrets_manager(&aws, &settings, &name)
         .await
         .expect("keys");
     assert_eq!(secrets.totp_keys[0].version, 4);
     assert_eq!(secrets.previous_secret_keys.len(), 1);
     assert!(secrets.emergency_code_key.is_some());
-    let missing = auth::wiring::app::keys_from_secrets_manager(&aws, &settings, "no/such").await;
+    let missing = auth::wiring::aws::keys_from_secrets_manager(&aws, &settings, "no/such").await;
     assert!(missing.is_err());
 }
 

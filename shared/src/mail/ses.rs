@@ -19,7 +19,7 @@ fn content(data: &str) -> Result<Content, MailError> {
 }
 
 impl SesMailer {
-    pub fn new(config: &aws_config::SdkConfig) -> Self {
+    pub fn new(config: &aws_types::SdkConfig) -> Self {
         Self {
             client: Client::new(config),
         }

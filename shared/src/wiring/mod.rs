@@ -2,5 +2,6 @@
 //! from them with the adapters the configuration chooses. Done once per process.
 
 pub mod app;
+pub mod aws;
 pub mod config;
 pub mod telemetry;

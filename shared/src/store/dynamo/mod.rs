@@ -113,7 +113,7 @@ fn counters_in_order(items: &[Item], keys: &[CounterKey], now: i64) -> StoreResu
 }
 
 impl DynamoStore {
-    pub fn new(config: &aws_config::SdkConfig, table: String) -> Self {
+    pub fn new(config: &aws_types::SdkConfig, table: String) -> Self {
         Self::with_client(Client::new(config), table)
     }
 
