@@ -2,6 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use lambda_http::http::Response;
@@ -29,6 +30,18 @@ pub async fn run(function: Function, handlers: Handlers) -> Result<(), lambda_ht
     lambda_http::run(service(app, handlers)).await
 }
 
+/// A response as `dispatch` made it, handed to `lambda_http` unchanged. Its own `IntoResponse`
+/// for a `Response<B>` collects the body again and re-decodes it by the charset of its
+/// `Content-Type` (`encoding_rs`, 150 KB of tables in every binary); these bodies are already
+/// text or empty.
+pub struct Answer(pub Response<HttpBody>);
+
+impl lambda_http::IntoResponse for Answer {
+    fn into_response(self) -> Pin<Box<dyn Future<Output = Response<HttpBody>> + Send>> {
+        Box::pin(std::future::ready(self.0))
+    }
+}
+
 /// The request service `run` hands to `lambda_http`: also what the `events/` tests drive through
 /// `lambda_http::Adapter`, so they exercise exactly what a deployed function runs.
 pub fn service(
@@ -36,9 +49,9 @@ pub fn service(
     handlers: Handlers,
 ) -> impl Service<
     Request,
-    Response = Response<HttpBody>,
+    Response = Answer,
     Error = Infallible,
-    Future = impl Future<Output = Result<Response<HttpBody>, Infallible>> + Send,
+    Future = impl Future<Output = Result<Answer, Infallible>> + Send,
 > + Clone {
     service_fn(move |mut request: Request| {
         let app = app.clone();
@@ -58,7 +71,7 @@ pub fn service(
                 .lambda_context_ref()
                 .map(|c| c.request_id.clone())
                 .unwrap_or_default();
-            Ok::<_, Infallible>(dispatch(&app, request, &request_id, handlers).await)
+            Ok::<_, Infallible>(Answer(dispatch(&app, request, &request_id, handlers).await))
         }
     })
 }

@@ -17,6 +17,7 @@ use aws_types::SdkConfig;
 use crate::domain::keys::Secrets;
 use crate::settings::Settings;
 use crate::wiring::app::StartupError;
+use crate::wiring::aws_http::{Http1Client, Trust};
 use crate::wiring::config::{self, ConfigError};
 
 /// Attempts per AWS call (standard retry mode, with backoff).
@@ -27,9 +28,8 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The SDK configuration: region, credentials and endpoint overrides from the environment,
-/// the timeouts and retries below, over an HTTPS client using rustls with ring.
+/// the timeouts and retries below, over the HTTP/1.1 client of `aws_http`.
 pub fn sdk_config() -> Result<SdkConfig, ConfigError> {
-    use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
     let region = env("AWS_REGION")
         .or_else(|| env("AWS_DEFAULT_REGION"))
         .ok_or(ConfigError::Missing("AWS_REGION"))?;
@@ -40,10 +40,7 @@ pub fn sdk_config() -> Result<SdkConfig, ConfigError> {
         ));
     };
     let credentials = Credentials::new(key_id, secret, env("AWS_SESSION_TOKEN"), None, "env");
-    let http_client = aws_smithy_http_client::Builder::new()
-        .tls_provider(Provider::Rustls(CryptoMode::Ring))
-        .tls_context(tls_context())
-        .build_https();
+    let http_client = Http1Client::new(Trust::from_env());
     let mut builder = SdkConfig::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(aws_types::region::Region::new(region))
@@ -72,28 +69,6 @@ impl LoadServiceConfig for EndpointsFromEnv {
 /// sender identities are created at start-up. Never done against real AWS.
 pub fn endpoint_overridden(service_var: &str) -> bool {
     env("AWS_ENDPOINT_URL").is_some() || env(service_var).is_some()
-}
-
-/// The roots that sign AWS service endpoints (Amazon Trust Services; `shared/data/README.md`).
-const AWS_ROOT_CAS: &[u8] = include_bytes!("../../data/aws-root-cas.pem");
-
-/// Trust only the AWS roots, embedded: loading the system's ~150 roots from disk was 3–6 ms
-/// of every cold start, and no other CA can then impersonate an AWS endpoint to the functions.
-/// An endpoint override over https (an emulator or proxy with its own CA), or
-/// `AWS_TRUST_SYSTEM_ROOTS=true`, keeps the system's.
-fn tls_context() -> aws_smithy_http_client::tls::TlsContext {
-    use aws_smithy_http_client::tls::{TlsContext, TrustStore};
-    let custom_https = std::env::vars()
-        .any(|(name, value)| name.starts_with("AWS_ENDPOINT_URL") && value.starts_with("https://"));
-    let system_roots = std::env::var("AWS_TRUST_SYSTEM_ROOTS").is_ok_and(|v| v == "true");
-    let trust = match custom_https || system_roots {
-        true => TrustStore::default(),
-        false => TrustStore::empty().with_pem_certificate(AWS_ROOT_CAS),
-    };
-    TlsContext::builder()
-        .with_trust_store(trust)
-        .build()
-        .unwrap_or_default()
 }
 
 /// Timeouts that leave room for a retry on a fresh connection, chosen against the functions'
@@ -147,25 +122,6 @@ pub async fn keys_from_secrets_manager(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_embedded_aws_roots_are_the_five_amazon_trust_services_certificates() {
-        use rustls_pki_types::pem::PemObject;
-        let certificates: Vec<_> = rustls_pki_types::CertificateDer::pem_slice_iter(AWS_ROOT_CAS)
-            .collect::<Result<_, _>>()
-            .expect("PEM");
-        assert_eq!(certificates.len(), 5);
-        let text = String::from_utf8_lossy(AWS_ROOT_CAS);
-        for name in ["Amazon_Root_CA_1", "Amazon_Root_CA_4", "Starfield_Services"] {
-            assert!(text.contains(name), "{name}");
-        }
-        aws_smithy_http_client::tls::TlsContext::builder()
-            .with_trust_store(
-                aws_smithy_http_client::tls::TrustStore::empty().with_pem_certificate(AWS_ROOT_CAS),
-            )
-            .build()
-            .expect("a TLS context over the embedded roots");
-    }
 
     #[test]
     fn a_service_endpoint_override_wins_over_the_general_one() {

@@ -3,5 +3,6 @@
 
 pub mod app;
 pub mod aws;
+pub mod aws_http;
 pub mod config;
 pub mod telemetry;
