@@ -1,6 +1,7 @@
 //! The domain's records and rules: pure types and functions, no storage, no HTTP. Hashing runs
 //! on blocking threads but touches nothing else.
 
+mod argon2_memory;
 pub mod client_ip;
 pub mod email;
 pub mod events;

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use argon2::password_hash::{PasswordHash, SaltString};
-use argon2::{Algorithm, Argon2, Block, Params, Version};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use super::argon2_memory::WorkingMemory;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
 use subtle::ConstantTimeEq;
@@ -67,8 +69,9 @@ pub struct PasswordHasher {
     /// hash cost thousands of page faults on fresh zeroed pages (a fifth of the hash's time),
     /// and each blocking thread's allocator arena kept its own 19 MiB afterwards, so a warm
     /// process grew with every thread that had hashed. Its contents are overwritten by the
-    /// next hash before they are read.
-    memory: Arc<Mutex<Vec<Vec<Block>>>>,
+    /// next hash before they are read. It sits in huge pages where the kernel allows
+    /// (`argon2_memory`).
+    memory: Arc<Mutex<Vec<WorkingMemory>>>,
 }
 
 impl PasswordHasher {
@@ -89,7 +92,7 @@ impl PasswordHasher {
 
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Argon2<'static>, &mut Vec<Block>) -> T + Send + 'static,
+        work: impl FnOnce(&Argon2<'static>, &mut WorkingMemory) -> T + Send + 'static,
     ) -> Result<T, Error> {
         let _permit = self
             .permits
@@ -98,10 +101,9 @@ impl PasswordHasher {
             .map_err(|_| Error::Internal("hasher closed".into()))?;
         let argon2 = self.argon2.clone();
         let pool = self.memory.clone();
-        let blocks = self.params.block_count();
         tokio::task::spawn_blocking(move || {
             let taken = pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let mut memory = taken.unwrap_or_else(|| vec![Block::default(); blocks]);
+            let mut memory = taken.unwrap_or_default();
             let result = work(&argon2, &mut memory);
             pool.lock().unwrap_or_else(|e| e.into_inner()).push(memory);
             result
@@ -127,7 +129,7 @@ impl PasswordHasher {
                     password.expose().as_bytes(),
                     salt_bytes,
                     &mut output,
-                    &mut memory[..],
+                    memory.blocks(params.block_count()),
                 )
                 .map_err(|e| internal(&e))?;
             phc_string(&params, &salt, &output)
@@ -177,7 +179,7 @@ fn dummy_hash(params: &Params) -> Result<String, Error> {
 }
 
 fn verify_blocking(
-    memory: &mut Vec<Block>,
+    memory: &mut WorkingMemory,
     params: &Params,
     password: &str,
     stored: &str,
@@ -206,7 +208,7 @@ fn verify_blocking(
 /// (grown if the stored parameters need more); the stored parameters if it does. The outputs
 /// are compared in constant time (`password_hash::Output`'s equality).
 fn argon2_matches(
-    memory: &mut Vec<Block>,
+    memory: &mut WorkingMemory,
     stored: &PasswordHash,
     password: &[u8],
 ) -> Option<Params> {
@@ -220,12 +222,10 @@ fn argon2_matches(
     let (salt, expected) = (stored.salt?, stored.hash?);
     let mut salt_bytes = [0u8; 64];
     let salt_bytes = salt.decode_b64(&mut salt_bytes).ok()?;
-    if memory.len() < params.block_count() {
-        memory.resize(params.block_count(), Block::default());
-    }
     let mut output = vec![0u8; expected.len()];
+    let blocks = memory.blocks(params.block_count());
     Argon2::new(algorithm, version, params.clone())
-        .hash_password_into_with_memory(password, salt_bytes, &mut output, &mut memory[..])
+        .hash_password_into_with_memory(password, salt_bytes, &mut output, blocks)
         .ok()?;
     (Output::new(&output).ok()? == expected).then_some(params)
 }
@@ -421,7 +421,7 @@ mod tests {
             dummy_hash(&params).unwrap(),
             "salt and output are random"
         );
-        let mut memory = Vec::new();
+        let mut memory = WorkingMemory::new();
         let verified = verify_blocking(&mut memory, &params, "some password", &dummy);
         assert_eq!(verified, Verified::No);
         let verified = verify_blocking(&mut memory, &params, "some password", &real.to_string());
