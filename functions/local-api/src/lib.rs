@@ -104,7 +104,7 @@ async fn handle(
     // The TCP peer is the client (X-Forwarded-For counts only from TRUSTED_PROXIES).
     parts.extensions.insert(Peer(peer.ip()));
     let request = hyper::Request::from_parts(parts, HttpBody::from(bytes));
-    let request_id = auth::service::random_id();
+    let request_id = auth::service::request_id();
     let response = dispatch(&app, request, &request_id, &HANDLERS).await;
     let (parts, body) = response.into_parts();
     let bytes = match body {

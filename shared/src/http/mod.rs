@@ -155,8 +155,12 @@ pub async fn dispatch(
         .map(str::to_owned);
     let matched = routes::resolve(parts.method.as_str(), parts.uri.path());
     // Logs name the template, never the raw path: codes travel in paths.
-    let template =
-        routes::route_for_path(parts.uri.path()).map_or("(unrouted)", |(r, _)| r.template);
+    let template = match &matched {
+        Ok(matched) => matched.route.template,
+        Err(_) => {
+            routes::route_for_path(parts.uri.path()).map_or("(unrouted)", |(r, _)| r.template)
+        }
+    };
     let span = tracing::info_span!("request", request_id, method = %parts.method, route = template);
     let outcome = async {
         let matched = matched?;
