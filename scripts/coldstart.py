@@ -24,10 +24,17 @@ RUNTIME = "/2018-06-01/runtime"
 
 
 def cpu_ms(pid):
-    """User + system CPU time of a process so far."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+    """CPU time of a process so far, every thread's: the scheduler's nanosecond count
+    (/proc/<pid>/task/<tid>/schedstat), not /proc/<pid>/stat's clock ticks, which count in
+    10 ms steps and read 0 for an init shorter than one."""
+    total_ns = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+                total_ns += int(stat.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread that ended meanwhile
+    return total_ns / 1e6
 
 
 class Emulator(http.server.ThreadingHTTPServer):
@@ -165,7 +172,7 @@ def main():
         rss = max(r[5] for r in results)
         print(
             f"{function:16} {init:8.1f} {first:18.1f}  {results[0][2]!s:6}  {warm_ms:8.1f}"
-            f"  {cpu:11.0f}  {rss:11.1f}"
+            f"  {cpu:11.1f}  {rss:11.1f}"
         )
 
 

@@ -98,9 +98,12 @@ impl Http1Client {
         }
     }
 
-    /// The TLS roots this client trusts (for tests).
-    pub fn trusted_roots(trust: Trust) -> usize {
-        trust.roots().len()
+    /// A connector over this client's pool: what `http_connector` gives the SDK.
+    pub fn connector(&self, connect_timeout: Option<Duration>) -> impl HttpConnector {
+        Connector {
+            pool: self.pool.clone(),
+            connect_timeout,
+        }
     }
 }
 
@@ -110,10 +113,7 @@ impl HttpClient for Http1Client {
         settings: &HttpConnectorSettings,
         _components: &RuntimeComponents,
     ) -> SharedHttpConnector {
-        SharedHttpConnector::new(Connector {
-            pool: self.pool.clone(),
-            connect_timeout: settings.connect_timeout(),
-        })
+        SharedHttpConnector::new(self.connector(settings.connect_timeout()))
     }
 }
 
@@ -391,7 +391,7 @@ mod tests {
         for name in ["Amazon_Root_CA_1", "Amazon_Root_CA_4", "Starfield_Services"] {
             assert!(text.contains(name), "{name}");
         }
-        assert_eq!(Http1Client::trusted_roots(Trust::AwsRoots), 5);
+        assert_eq!(Trust::AwsRoots.roots().len(), 5);
     }
 
     #[test]
