@@ -17,6 +17,7 @@ on_both_stores!(
     each_operation_starts_rotates_or_ends_sessions_as_the_table_says,
     the_session_list_and_ending_one_session,
     a_51st_session_ends_the_least_recently_used,
+    sixteen_parallel_logins_at_the_session_cap_all_answer,
     no_refresh_past_the_session_cap,
 );
 
@@ -251,6 +252,41 @@ async fn a_51st_session_ends_the_least_recently_used(backend: Backend) {
         .json();
     assert_eq!(list["sessions"].as_array().unwrap().len(), 50);
     assert_unauthorized(&refresh(&server, &oldest).await, REFUSED);
+}
+
+/// At the cap every login evicts the same least recently used session, and one of them wins
+/// each round: each must still get its session, none a 503 for losing too many rounds, and the
+/// count stays at the cap. (The 503 was seen in the bench, slowed down under strace, with 8
+/// rounds allowed; here, unslowed, 8 were enough: this guards the behaviour, not that number.)
+async fn sixteen_parallel_logins_at_the_session_cap_all_answer(backend: Backend) {
+    let server = TestServer::start_on(backend).await;
+    let (email, _) = server.signed_up("crowded").await;
+    for _ in 0..50 {
+        server.clock.advance(1);
+        login_pair(&server, &email, STRONG_PASSWORD).await;
+    }
+    // Newer than all fifty: the evictions take the oldest of those, never one of these.
+    server.clock.advance(1);
+    // Sixteen devices, each its own address (one address would meet the per-IP login limit):
+    // each request takes the client of the address set just before its first poll.
+    let logins = (0..16).map(|_| async {
+        server.use_source_ip(random_loopback());
+        server.login(&email, STRONG_PASSWORD).await
+    });
+    let answers = join_all(logins.collect()).await;
+    for answer in &answers {
+        answer.assert_status(200);
+    }
+    let list = server
+        .call(
+            "GET",
+            "/api/user/sessions/",
+            Some(&pair(&answers[0]).0),
+            None,
+        )
+        .await
+        .json();
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 50);
 }
 
 async fn no_refresh_past_the_session_cap(backend: Backend) {
