@@ -329,7 +329,9 @@ fn quick_ratio(a: &[char], b: &[char]) -> f64 {
     2.0 * matches as f64 / total as f64
 }
 
-/// Django's common-password list (see `data/README.md` for its source and licence).
+/// Django's common-password list (see `data/README.md` for its source and licence), built on
+/// first use: only sign-up, password change and reset confirmation need it, and they hash
+/// argon2 anyway, so init (every function's cold start) does not build its 20,000 entries.
 fn common_passwords() -> &'static HashSet<&'static str> {
     static LIST: OnceLock<HashSet<&'static str>> = OnceLock::new();
     LIST.get_or_init(|| {
@@ -339,11 +341,6 @@ fn common_passwords() -> &'static HashSet<&'static str> {
             .filter(|l| !l.is_empty())
             .collect()
     })
-}
-
-/// Loads the common-password list now, so the first request does not pay for it.
-pub fn warm_up() {
-    common_passwords();
 }
 
 #[cfg(test)]

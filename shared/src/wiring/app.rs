@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::clock::{Clock, SystemClock};
 use crate::domain::keys::{Keys, Secrets};
-use crate::domain::password::{self, PasswordHasher};
+use crate::domain::password::PasswordHasher;
 use crate::domain::token::TokenIssuer;
 #[cfg(feature = "outbox")]
 use crate::mail::outbox::Outbox;
@@ -56,7 +56,6 @@ impl App {
         .with_previous(&keys.jwt_previous);
         let hasher =
             PasswordHasher::new(settings.argon2).map_err(|e| StartupError::Other(e.to_string()))?;
-        password::warm_up();
         Ok(Self {
             service: Service {
                 store,

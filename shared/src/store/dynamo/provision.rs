@@ -25,6 +25,10 @@ impl DynamoStore {
             .send()
             .await;
         match described {
+            // Usually so: one round trip, not a second look.
+            Ok(d) if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) => {
+                return Ok(())
+            }
             Ok(_) => {}
             Err(err)
                 if err
