@@ -196,6 +196,9 @@ impl Keys {
                 .chain(previous)
                 .map(|root| subkey(root, EMERGENCY_LABEL))
         };
+        // The subkey `label` of each previous root: verify-only keys.
+        let under_previous =
+            |label: &str| -> Vec<MacKey> { previous.iter().map(|k| subkey(k, label)).collect() };
         let (emergency_codes, emergency_codes_previous) = match &secrets.emergency_code_key {
             Some(own) => (subkey(own, EMERGENCY_LABEL), old_derivations().collect()),
             None => (
@@ -210,23 +213,11 @@ impl Keys {
             activation: subkey(current, "activation-token"),
             refresh: subkey(current, "refresh-token"),
             emergency_codes,
-            jwt_previous: previous.iter().map(|k| subkey(k, "jwt-hs256")).collect(),
-            password_reset_previous: previous
-                .iter()
-                .map(|k| subkey(k, "password-reset-token"))
-                .collect(),
-            recovery_previous: previous
-                .iter()
-                .map(|k| subkey(k, "totp-recovery-token"))
-                .collect(),
-            activation_previous: previous
-                .iter()
-                .map(|k| subkey(k, "activation-token"))
-                .collect(),
-            refresh_previous: previous
-                .iter()
-                .map(|k| subkey(k, "refresh-token"))
-                .collect(),
+            jwt_previous: under_previous("jwt-hs256"),
+            password_reset_previous: under_previous("password-reset-token"),
+            recovery_previous: under_previous("totp-recovery-token"),
+            activation_previous: under_previous("activation-token"),
+            refresh_previous: under_previous("refresh-token"),
             emergency_codes_previous,
             totp: TotpSealer {
                 keys: secrets
