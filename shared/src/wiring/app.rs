@@ -98,7 +98,7 @@ impl App {
                     // Open the connection now, so the first request does not pay the
                     // handshake: the warm-up read, or on an emulator the table check, which
                     // opens it as well.
-                    if aws::endpoint_overridden("AWS_ENDPOINT_URL_DYNAMODB") {
+                    if aws::endpoint_overridden("DynamoDB") {
                         store
                             .ensure_table()
                             .await
@@ -128,7 +128,7 @@ impl App {
                 #[cfg(feature = "ses")]
                 (MailerKind::Ses, Some(aws)) => {
                     let ses = SesMailer::new(aws);
-                    if aws::endpoint_overridden("AWS_ENDPOINT_URL_SESV2") {
+                    if aws::endpoint_overridden("SESv2") {
                         ses.ensure_identity(&settings.mail_from)
                             .await
                             .map_err(|e| StartupError::Mail(e.to_string()))?;

@@ -60,15 +60,21 @@ struct EndpointsFromEnv;
 
 impl LoadServiceConfig for EndpointsFromEnv {
     fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
-        let service = key.service_id().to_ascii_uppercase().replace(' ', "_");
-        env(&format!("{}_{service}", key.env())).or_else(|| env(key.env()))
+        endpoint_override(key.env(), key.service_id())
     }
 }
 
-/// Whether a service's endpoint is overridden (a local emulator): then missing tables and
-/// sender identities are created at start-up. Never done against real AWS.
-pub fn endpoint_overridden(service_var: &str) -> bool {
-    env("AWS_ENDPOINT_URL").is_some() || env(service_var).is_some()
+/// `<general>_<SERVICE ID>` (upper case, spaces as `_`), else `<general>`.
+fn endpoint_override(general: &str, service_id: &str) -> Option<String> {
+    let service = service_id.to_ascii_uppercase().replace(' ', "_");
+    env(&format!("{general}_{service}")).or_else(|| env(general))
+}
+
+/// Whether the endpoint of the service `service_id` (the SDK's: `DynamoDB`, `SESv2`) is
+/// overridden, as its client will see it (a local emulator): then missing tables and sender
+/// identities are created at start-up. Never done against real AWS.
+pub fn endpoint_overridden(service_id: &str) -> bool {
+    endpoint_override("AWS_ENDPOINT_URL", service_id).is_some()
 }
 
 /// Timeouts that leave room for a retry on a fresh connection, chosen against the functions'
