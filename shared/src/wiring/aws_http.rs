@@ -216,12 +216,9 @@ impl Pool {
                 sender
                     .send_request(request)
                     .await
-                    .map_err(|e| classify(&e)(e.into()))?
+                    .map_err(connector_error)?
             }
-            Err(failed) => {
-                let error = failed.into_error();
-                return Err(classify(&error)(error.into()));
-            }
+            Err(failed) => return Err(connector_error(failed.into_error())),
         };
         let (parts, body) = response.into_parts();
         let body = GivesBackConnection::new(body, self, endpoint, sender);
@@ -290,7 +287,7 @@ where
 {
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .map_err(|e| classify(&e)(e.into()))?;
+        .map_err(connector_error)?;
     tokio::spawn(async move {
         // Ends when the connection closes; its errors reach the request that saw them.
         let _ = connection.await;
@@ -298,30 +295,26 @@ where
     Ok(sender)
 }
 
-/// How the SDK should treat a failure: I/O and a closed connection are retried, a malformed
-/// request is not (the classification of the SDK's own client).
-fn classify(
-    error: &hyper::Error,
-) -> fn(aws_smithy_runtime_api::box_error::BoxError) -> ConnectorError {
+/// A hyper failure as the SDK should treat it: I/O and a closed connection are retried, a
+/// malformed request is not (the classification of the SDK's own client).
+fn connector_error(error: hyper::Error) -> ConnectorError {
     use std::error::Error;
-    if error.is_user() {
-        return ConnectorError::user;
-    }
-    let mut source: Option<&(dyn Error + 'static)> = Some(error);
     let mut io = false;
+    let mut source: Option<&(dyn Error + 'static)> = Some(&error);
     while let Some(e) = source {
         io |= e.is::<std::io::Error>();
         source = e.source();
     }
-    if error.is_closed() || error.is_canceled() || io {
-        return ConnectorError::io;
+    if error.is_user() {
+        ConnectorError::user(error.into())
+    } else if error.is_closed() || error.is_canceled() || io {
+        ConnectorError::io(error.into())
+    } else if error.is_incomplete_message() {
+        let transient = Some(aws_smithy_types::retry::ErrorKind::TransientError);
+        ConnectorError::other(error.into(), transient)
+    } else {
+        ConnectorError::other(error.into(), None)
     }
-    if error.is_incomplete_message() {
-        return |e| {
-            ConnectorError::other(e, Some(aws_smithy_types::retry::ErrorKind::TransientError))
-        };
-    }
-    |e| ConnectorError::other(e, None)
 }
 
 /// A response body that returns its connection to the pool once read to the end: an HTTP/1.1
